@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Sets up notelm in ./.venv on a machine with nothing but Python >= 3.10.
+#   bash scripts/setup.sh         # the package and its command, `notelm`
+#   bash scripts/setup.sh --dev   # also the test tools (pytest, hypothesis, ruff)
+# Safe to run again: an existing .venv is reused and only what is missing is installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extras=""
+[ "${1:-}" = "--dev" ] && extras="[dev]"
+
+py=""
+for cand in python3.13 python3.12 python3.11 python3.10 python3; do
+  if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+    py="$cand"; break
+  fi
+done
+[ -n "$py" ] || { echo "setup: notelm needs Python >= 3.10 (python3 not found or too old)" >&2; exit 1; }
+
+[ -x .venv/bin/python ] || "$py" -m venv .venv
+pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
+
+# Skip the network round trip when the installed copy already matches this checkout.
+stamp=".venv/.notelm-setup-$(cat pyproject.toml scripts/setup.sh | cksum | cut -d' ' -f1)${extras}"
+if [ ! -f "$stamp" ]; then
+  "${pip[@]}" install -e ".${extras}"
+  rm -f .venv/.notelm-setup-* && touch "$stamp"
+fi

@@ -1,0 +1,1 @@
+"""Models of next-event prediction; every one implements `SequenceModel` (see base.py)."""
