@@ -20,6 +20,9 @@ class ReadError(NotelmError):
         self.path = str(path)
         self.reason = reason
 
+    def __reduce__(self):  # picklable across worker processes despite the two-argument init
+        return (type(self), (self.path, self.reason))
+
 
 class UnknownNameError(NotelmError, ValueError):
     """A name (corpus, model, encoding, ...) that no registry knows."""

@@ -1,0 +1,3 @@
+from notelm.cli import main
+
+main()

@@ -1,0 +1,103 @@
+"""The on-disk cache of parsed files: one ``.npz`` per source file, keyed by its content.
+
+The key hashes the file's bytes, the reader's options and ``READER_VERSION``, so an edited
+file or a changed reader is parsed again and nothing stale is ever served. Entries hold
+plain arrays and a JSON string (no pickles), and are written atomically, so two processes
+preparing the same corpus cannot corrupt each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import platformdirs
+
+from notelm.errors import ReadError
+from notelm.io.files import atomic_write_bytes
+from notelm.pieces import COLUMNS, Piece, PieceMeta, Track
+
+READER_VERSION = 3  # bump when a reader's output changes for the same file
+
+
+def cache_dir() -> Path:
+    """``$NOTELM_CACHE_DIR``, else the user's cache directory (e.g. ~/.cache/notelm)."""
+    env = os.environ.get("NOTELM_CACHE_DIR")
+    return Path(env) if env else Path(platformdirs.user_cache_dir("notelm"))
+
+
+def file_key(path: Path, options: dict) -> str:
+    h = hashlib.blake2b(digest_size=20)
+    h.update(json.dumps({"reader": READER_VERSION, **options}, sort_keys=True).encode())
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def entry_path(key: str) -> Path:
+    return cache_dir() / "files" / key[:2] / f"{key}.npz"
+
+
+def encode_items(items: list[Piece | ReadError]) -> bytes:
+    """Serialise a file's pieces (and the errors of its unreadable parts) to .npz bytes."""
+    pieces = [p for p in items if isinstance(p, Piece)]
+    header = {
+        "order": ["p" if isinstance(p, Piece) else "e" for p in items],
+        "errors": [{"path": e.path, "reason": e.reason} for e in items if isinstance(e, ReadError)],
+        "pieces": [
+            {"meta": asdict(p.meta), "tracks": [asdict(t) for t in p.tracks], "time_unit": p.time_unit}
+            for p in pieces
+        ],
+    }
+    arrays = {c: np.concatenate([getattr(p, c) for p in pieces] or [np.zeros(0)]) for c in COLUMNS}
+    arrays["offsets"] = np.cumsum([0] + [len(p) for p in pieces])
+    arrays["pedals"] = np.concatenate([p.pedals for p in pieces] or [np.zeros((0, 2))])
+    arrays["pedal_offsets"] = np.cumsum([0] + [len(p.pedals) for p in pieces])
+    buf = io.BytesIO()
+    np.savez(buf, header=np.array(json.dumps(header)), **arrays)
+    return buf.getvalue()
+
+
+def decode_items(data: Path | bytes) -> list[Piece | ReadError]:
+    with np.load(data if isinstance(data, Path) else io.BytesIO(data), allow_pickle=False) as z:
+        header = json.loads(str(z["header"]))
+        arrays = {name: z[name] for name in z.files if name != "header"}
+    off, poff = arrays["offsets"], arrays["pedal_offsets"]
+    pieces = []
+    for i, info in enumerate(header["pieces"]):
+        meta = info["meta"]
+        meta["tempos"] = tuple(tuple(t) for t in meta["tempos"])
+        cols = {c: arrays[c][off[i] : off[i + 1]] for c in COLUMNS}
+        pieces.append(
+            Piece(
+                **cols,
+                time_unit=info["time_unit"],
+                tracks=tuple(Track(**t) for t in info["tracks"]),
+                pedals=arrays["pedals"][poff[i] : poff[i + 1]],
+                meta=PieceMeta(**meta),
+            )
+        )
+    errors = iter(ReadError(e["path"], e["reason"]) for e in header["errors"])
+    it = iter(pieces)
+    return [next(it) if kind == "p" else next(errors) for kind in header["order"]]
+
+
+def load(key: str) -> list[Piece | ReadError] | None:
+    """The cached items for ``key``, or None if absent or unreadable (then it is rebuilt)."""
+    path = entry_path(key)
+    if not path.is_file():
+        return None
+    try:
+        return decode_items(path)
+    except Exception:  # a truncated or foreign file in our cache folder: parse the source again
+        return None
+
+
+def store(key: str, items: list[Piece | ReadError]) -> None:
+    atomic_write_bytes(entry_path(key), encode_items(items), force=True)

@@ -1,0 +1,378 @@
+"""Named corpora: where their files are, how to read them, their splits, and the cache.
+
+Bundled corpora come inside music21's wheel (Essen, O'Neill's 1850, Ryan's Mammoth, the Bach
+chorales), so they need no download. Local corpora (MAESTRO, POP909, Lakh, any folder, a
+user's own thesession.org dump) are read from ``--root PATH``.
+
+Corpus order is file order (sorted paths), then tune order within a file. Splits are the
+dataset's own where it has them (MAESTRO's csv); otherwise a stable hash of the piece id.
+Fold ``i mod k`` holds piece ``i`` for k-fold cross-validation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import re
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from notelm import cache as piece_cache
+from notelm.errors import NotelmError, ReadError, UnknownNameError
+from notelm.io import SUFFIXES, read_items
+from notelm.pieces import Piece
+
+SPLITS = ("train", "valid", "test")
+DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
+MUSIC21_LICENSE = "non-commercial (music21 corpus license.txt)"
+
+
+@cache
+def music21_corpus() -> Path:
+    """The folder of music21's bundled corpus, found without importing music21 (slow)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("music21")
+    if spec is None or not spec.origin:
+        raise NotelmError("music21 is not installed; run the setup command in the README")
+    return Path(spec.origin).parent / "corpus"
+
+
+# ---- what a corpus is --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """How to find and read one corpus."""
+
+    name: str
+    description: str
+    license: str
+    files: Callable[[Path | None], list[Path]]  # the source files, in corpus order
+    melodic: bool = False  # models see the monophonic line (Piece.melody())
+    time_unit: str = "beat"  # for MIDI sources
+    needs_root: bool = False
+    own_splits: Callable[[Path], dict[str, str]] | None = None  # piece id -> split
+    transform: Callable[[Piece], Piece] | None = None  # applied after reading (e.g. soprano only)
+    reader: str = "file"  # "file": notelm.io by suffix; "thesession": rows of tunes.csv
+
+
+@dataclass
+class Corpus:
+    """The pieces of a corpus in corpus order, their splits, and what was skipped and why."""
+
+    spec: CorpusSpec
+    root: Path | None
+    pieces: list[Piece]
+    splits: list[str]  # split name of each piece
+    skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def split(self, name: str) -> list[Piece]:
+        if name not in SPLITS:
+            raise NotelmError(f"unknown split {name!r}; splits are {', '.join(SPLITS)}")
+        return [p for p, s in zip(self.pieces, self.splits) if s == name]
+
+    def folds(self, k: int) -> np.ndarray:
+        """Fold of each piece for k-fold cross-validation: piece i is in fold i mod k."""
+        if k < 2:
+            raise NotelmError("cross-validation needs at least 2 folds")
+        return np.arange(len(self.pieces)) % k
+
+    def melodies(self) -> list[Piece]:
+        """The monophonic line of each piece, ties merged (what melodic models see)."""
+        return [p.melody() for p in self.pieces]
+
+
+def hash_split(piece_id: str, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS) -> str:
+    """A split that depends only on the piece id: stable across runs, machines and orderings."""
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
+        raise NotelmError(f"split fractions must be three non-negative numbers summing to 1, not {fractions}")
+    u = int.from_bytes(hashlib.sha1(piece_id.encode()).digest()[:8], "big") / 2**64
+    edges = np.cumsum(fractions)
+    return SPLITS[min(int(np.searchsorted(edges, u, side="right")), 2)]
+
+
+# ---- the registry ------------------------------------------------------------------------------
+
+
+def _glob(folder: str, pattern: str) -> Callable[[Path | None], list[Path]]:
+    return lambda root: sorted((music21_corpus() / folder).glob(pattern))
+
+
+def _essen_collections() -> dict[str, list[str]]:
+    """Essen collections by file name: erk5/erk10/... -> "erk", kinder0 -> "kinder"."""
+    groups: dict[str, list[str]] = {}
+    for path in sorted((music21_corpus() / "essenFolksong").glob("*.abc")):
+        groups.setdefault(re.sub(r"\d+$", "", path.stem).lower(), []).append(path.name)
+    return groups
+
+
+def _essen(names: list[str] | None) -> Callable[[Path | None], list[Path]]:
+    folder = music21_corpus() / "essenFolksong"
+    return lambda root: sorted(folder / n for n in names) if names else sorted(folder.glob("*.abc"))
+
+
+def _soprano(piece: Piece) -> Piece:
+    return piece.with_notes(piece.track == 0) if len(piece.tracks) > 1 else piece
+
+
+def _bach_files(root: Path | None) -> list[Path]:
+    folder = music21_corpus() / "bach"
+    return sorted(p for p in folder.iterdir() if p.name.startswith("bwv") and p.suffix in (".mxl", ".xml"))
+
+
+def _walk(root: Path | None, suffixes: tuple[str, ...], exclude: tuple[str, ...] = ()) -> list[Path]:
+    assert root is not None
+    return sorted(
+        p for p in root.rglob("*")
+        if p.suffix.lower() in suffixes and p.is_file() and not set(p.relative_to(root).parts) & set(exclude)
+    )
+
+
+def _maestro_csv(root: Path) -> Path:
+    candidates = sorted(root.glob("maestro*.csv")) or sorted(root.glob("*.csv"))
+    for c in candidates:
+        with open(c, newline="", encoding="utf-8") as f:
+            if "midi_filename" in (csv.DictReader(f).fieldnames or []):
+                return c
+    raise NotelmError(f"{root}: no MAESTRO metadata csv (with a midi_filename column) in this folder")
+
+
+def _maestro_rows(root: Path) -> list[dict]:
+    with open(_maestro_csv(root), newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _maestro_files(root: Path | None) -> list[Path]:
+    return [root / row["midi_filename"] for row in _maestro_rows(root)]  # csv order, as MAESTRO lists them
+
+
+def _maestro_splits(root: Path) -> dict[str, str]:
+    names = {"train": "train", "validation": "valid", "test": "test"}
+    return {row["midi_filename"]: names[row["split"]] for row in _maestro_rows(root)}
+
+
+def _specs() -> dict[str, CorpusSpec]:
+    specs = [
+        CorpusSpec("essen", "Essen Folksong Collection, all ABC files (~8,500 melodies)", MUSIC21_LICENSE,
+                   _essen(None), melodic=True),
+        CorpusSpec("oneills", "O'Neill's Music of Ireland (1850), Irish dance tunes", MUSIC21_LICENSE,
+                   _glob("oneills1850", "*.abc"), melodic=True),
+        CorpusSpec("ryans", "Ryan's Mammoth Collection (1883), fiddle tunes", MUSIC21_LICENSE,
+                   _glob("ryansMammoth", "*.abc"), melodic=True),
+        CorpusSpec("bach-chorales", "J. S. Bach's four-part chorales (MusicXML), all parts", MUSIC21_LICENSE,
+                   _bach_files),
+        CorpusSpec("bach-chorales-soprano", "J. S. Bach's chorales, soprano line only", MUSIC21_LICENSE,
+                   _bach_files, melodic=True, transform=_soprano),
+        CorpusSpec("maestro", "MAESTRO piano performances (v1-v3 layout: csv + YEAR/*.midi)",
+                   "CC BY-NC-SA 4.0", _maestro_files, time_unit="second", needs_root=True,
+                   own_splits=_maestro_splits),
+        CorpusSpec("pop909", "POP909 pop-song piano arrangements (MELODY, BRIDGE, PIANO tracks)", "MIT",
+                   lambda root: _walk(root, (".mid", ".midi"), exclude=("versions",)), needs_root=True),
+        CorpusSpec("lakh", "Lakh MIDI dataset, or any folder of MIDI files", "CC BY 4.0 (Lakh MIDI)",
+                   lambda root: _walk(root, (".mid", ".midi")), needs_root=True),
+        CorpusSpec("folder", "any folder, recursively, every supported format", "the files' own",
+                   lambda root: _walk(root, SUFFIXES), needs_root=True),
+        CorpusSpec("thesession", "a user's own thesession.org dump (tunes.csv): loader only",
+                   "ODbL with restrictions: never shipped or processed by notelm's authors",
+                   lambda root: [_thesession_csv(root)], melodic=True, needs_root=True, reader="thesession"),
+    ]
+    for coll, files in _essen_collections().items():
+        specs.append(CorpusSpec(f"essen-{coll}", f"Essen collection {coll!r} ({', '.join(files)})",
+                                MUSIC21_LICENSE, _essen(files), melodic=True))
+    return {s.name: s for s in specs}
+
+
+@cache
+def registry() -> dict[str, CorpusSpec]:
+    return _specs()
+
+
+def get_spec(name: str) -> CorpusSpec:
+    specs = registry()
+    if name not in specs:
+        raise UnknownNameError("corpus", name, list(specs))
+    return specs[name]
+
+
+# ---- thesession.org dumps (a user's own copy; never downloaded or shipped here) ---------------
+
+
+def _thesession_csv(root: Path | None) -> Path:
+    assert root is not None
+    path = root if root.is_file() else root / "tunes.csv"
+    if not path.is_file():
+        raise NotelmError(f"{root}: expected thesession.org's tunes.csv (or its path)")
+    return path
+
+
+def read_thesession(path: Path) -> list[Piece | ReadError]:
+    """Each row (one setting of a tune) of thesession.org's tunes.csv becomes an ABC tune."""
+    from notelm.io.abc import _via_abc2midi
+
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    need = {"setting_id", "name", "meter", "mode", "abc"}
+    if rows and not need <= set(rows[0]):
+        raise ReadError(path, f"not a thesession.org tunes.csv (needs columns {', '.join(sorted(need))})")
+    tunes = [
+        f"X:{r['setting_id']}\nT:{r['name']}\nM:{r['meter']}\nL:1/8\nK:{r['mode']}\n{r['abc']}\n\n"
+        for r in rows
+    ]
+    items = _via_abc2midi(path, "", tunes)
+    # ids name the setting; titles group settings of one tune (splits must not straddle them)
+    return [
+        replace(item, meta=replace(item.meta, id=f"setting-{r['setting_id']}", title=r["name"]))
+        if isinstance(item, Piece) else item
+        for item, r in zip(items, rows)
+    ]
+
+
+# ---- loading -------------------------------------------------------------------------------------
+
+
+def _cached(path: Path, time_unit: str, kind: str) -> tuple[str, list[Piece | ReadError] | None]:
+    """The cache key of a source file and its cached items (None when not cached yet)."""
+    key = piece_cache.file_key(path, {"time_unit": time_unit, "kind": kind})
+    return key, piece_cache.load(key)
+
+
+def _read_file(args: tuple[str, str, str, bool]) -> tuple[str, list[Piece | ReadError]]:
+    """Worker: read one file, through the cache when ``use_cache``; returns (path, items)."""
+    path_s, time_unit, kind, use_cache = args
+    path = Path(path_s)
+    key, items = "", None
+    if use_cache:
+        try:
+            key, items = _cached(path, time_unit, kind)
+        except OSError as e:
+            return path_s, [ReadError(path, f"cannot read it ({e.strerror})")]
+    if items is None:
+        try:
+            items = read_thesession(path) if kind == "thesession" else read_items(path, time_unit=time_unit)
+        except ReadError as e:
+            items = [e]
+        except Exception as e:  # a reader bug must not stop a batch: skip the file, say why
+            items = [ReadError(path, f"unexpected reader failure: {type(e).__name__}: {e}")]
+        if use_cache:
+            piece_cache.store(key, items)
+    return path_s, items
+
+
+def load_corpus(
+    name: str,
+    root: str | Path | None = None,
+    *,
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
+    workers: int | None = None,
+    use_cache: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+    strict: bool = False,
+) -> Corpus:
+    """Read a named corpus (through the cache); unreadable files are skipped and listed.
+
+    ``progress(done, total)`` is called as files finish. ``strict`` turns the first skipped
+    file into an error. ``use_cache=False`` parses everything again and writes nothing.
+    """
+    spec = get_spec(name)
+    root_path = _check_root(spec, root)
+    files = spec.files(root_path)
+    missing = [f for f in files if not f.is_file()]
+    files = [f for f in files if f.is_file()]
+    kind = spec.reader
+    results: dict[str, list[Piece | ReadError]] = {}
+    todo = []
+    for f in files:  # cache hits are cheap: serve them here, parse the rest in parallel
+        hit = None
+        if use_cache:
+            with contextlib.suppress(OSError):  # the worker reports it
+                hit = _cached(f, spec.time_unit, kind)[1]
+        if hit is not None:
+            results[str(f)] = hit
+        else:
+            todo.append((str(f), spec.time_unit, kind, use_cache))
+    done = len(results)
+    if progress:
+        progress(done, len(files))
+    n_workers = max(1, min(workers or _cpu_count(), len(todo)))
+    if n_workers > 1:
+        with ProcessPoolExecutor(n_workers) as pool:
+            outputs = pool.map(_read_file, todo, chunksize=max(1, len(todo) // (8 * n_workers)))
+            for path_s, items in outputs:
+                results[path_s] = items
+                done += 1
+                if progress:
+                    progress(done, len(files))
+    else:
+        for job in todo:
+            path_s, items = _read_file(job)
+            results[path_s] = items
+            done += 1
+            if progress:
+                progress(done, len(files))
+    return _assemble(spec, root_path, files, missing, results, fractions, strict)
+
+
+def _assemble(spec, root, files, missing, results, fractions, strict) -> Corpus:
+    skipped = [{"path": str(f), "reason": "listed in the corpus metadata but missing"} for f in missing]
+    pieces: list[Piece] = []
+    for f in files:
+        for item in results[str(f)]:
+            if isinstance(item, ReadError):
+                skipped.append({"path": item.path, "reason": item.reason})
+            else:
+                pieces.append(item)
+    if strict and skipped:
+        raise NotelmError(f"{skipped[0]['path']}: {skipped[0]['reason']} (and {len(skipped) - 1} more skipped)"
+                          if len(skipped) > 1 else f"{skipped[0]['path']}: {skipped[0]['reason']}")
+    if root is not None and spec.reader == "file":  # ids relative to the root, so they do not depend on where it lives
+        pieces = [_relative_id(p, root) for p in pieces]
+    if spec.transform is not None:
+        pieces = [spec.transform(p) for p in pieces]
+    if spec.own_splits is not None:
+        own = spec.own_splits(root)
+        splits = [own.get(p.meta.id, hash_split(p.meta.id, fractions)) for p in pieces]
+    else:
+        splits = [hash_split(p.meta.id, fractions) for p in pieces]
+    return Corpus(spec=spec, root=root, pieces=pieces, splits=splits, skipped=skipped)
+
+
+def _relative_id(piece: Piece, root: Path) -> Piece:
+    source = piece.meta.source
+    path, _, tune = source.partition("#")
+    try:
+        rel = Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return piece
+    return replace(piece, meta=replace(piece.meta, id=rel + (f"#{tune}" if tune else "")))
+
+
+def _check_root(spec: CorpusSpec, root: str | Path | None) -> Path | None:
+    if not spec.needs_root:
+        if root is not None:
+            raise NotelmError(f"corpus {spec.name!r} is bundled; it takes no --root")
+        return None
+    if root is None:
+        raise NotelmError(f"corpus {spec.name!r} needs --root PATH (the folder holding it)")
+    path = Path(root).expanduser()
+    if not path.exists():
+        raise NotelmError(f"{path}: no such folder")
+    if spec.reader == "file" and not path.is_dir():
+        raise NotelmError(f"{path}: not a folder")
+    return path.resolve()
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
