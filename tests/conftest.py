@@ -1,0 +1,31 @@
+"""Shared test set-up: a private cache, and where the shared real data lives (if it does)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+FIXTURES = HERE / "fixtures"
+SHARED = Path(os.environ.get("NOTELM_SHARED", HERE.parent.parent / "shared"))
+MAESTRO_MINI = SHARED / "data" / "maestro-mini"
+POP909 = SHARED / "data" / "pop909"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Every test session parses into its own cache, leaving the user's alone."""
+    path = tmp_path_factory.mktemp("notelm-cache")
+    old = os.environ.get("NOTELM_CACHE_DIR")
+    os.environ["NOTELM_CACHE_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("NOTELM_CACHE_DIR", None)
+    else:
+        os.environ["NOTELM_CACHE_DIR"] = old
+
+
+needs_maestro = pytest.mark.skipif(not MAESTRO_MINI.is_dir(), reason=f"real data absent: {MAESTRO_MINI}")
+needs_pop909 = pytest.mark.skipif(not POP909.is_dir(), reason=f"real data absent: {POP909}")

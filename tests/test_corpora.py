@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from notelm import corpora
+from notelm.corpora import hash_split, load_corpus
+from notelm.describe import corpus_info, corpus_list
+from notelm.errors import NotelmError, UnknownNameError
+from notelm.io import write_midi
+
+from conftest import FIXTURES, MAESTRO_MINI, POP909, needs_maestro, needs_pop909
+from test_io import two_track_piece
+
+
+def test_essen_kinder_is_pearce_2005_dataset_7():
+    info = corpus_info(load_corpus("essen-kinder"))
+    assert (info["pieces"], info["notes"], info["distinct_pitches"]) == (213, 8393, 27)
+    assert (info["pitch_min"], info["pitch_max"]) == (52, 79)
+    assert sum(info["splits"].values()) == 213 and info["skipped"] == []
+
+
+def test_registry_names_every_essen_collection_and_the_bundled_corpora():
+    names = {r["name"] for r in corpus_list()}
+    assert {"essen", "essen-erk", "essen-kinder", "essen-fink", "oneills", "ryans", "bach-chorales",
+            "bach-chorales-soprano", "maestro", "pop909", "lakh", "folder", "thesession"} <= names
+    counts = {r["name"]: r["pieces"] for r in corpus_list()}
+    assert counts["essen-kinder"] == 213 and counts["essen-erk"] > 1700
+
+
+@needs_maestro
+def test_maestro_mini_has_maestros_own_splits():
+    c = load_corpus("maestro", MAESTRO_MINI)
+    assert len(c.pieces) == 274
+    assert Counter(c.splits) == {"train": 209, "valid": 24, "test": 41}
+    assert c.pieces[0].time_unit == "second" and c.pieces[0].meta.id.startswith("2004/")
+    assert len(c.split("valid")) == 24
+
+
+@needs_pop909
+def test_pop909_reads_its_three_tracks():
+    c = load_corpus("pop909", POP909)
+    assert len(c.pieces) == 909 and not c.skipped
+    assert [t.name for t in c.pieces[0].tracks] == ["MELODY", "BRIDGE", "PIANO"]
+
+
+def test_hash_splits_are_stable_and_follow_the_fractions():
+    ids = [f"tune-{i}" for i in range(5000)]
+    splits = [hash_split(i) for i in ids]
+    assert splits == [hash_split(i) for i in ids]
+    share = Counter(splits)
+    assert abs(share["train"] / 5000 - 0.8) < 0.02 and abs(share["test"] / 5000 - 0.1) < 0.02
+    assert {hash_split(i, (0.5, 0.0, 0.5)) for i in ids} == {"train", "test"}
+    with pytest.raises(NotelmError):
+        hash_split("x", (0.5, 0.5, 0.5))
+
+
+def test_folds_put_piece_i_in_fold_i_mod_k():
+    c = load_corpus("essen-kinder")
+    assert c.folds(10).tolist()[:12] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+
+
+@pytest.fixture
+def user_folder(tmp_path):
+    """A user's folder: good and broken files of every kind, one nested."""
+    root = tmp_path / "music"
+    (root / "sub").mkdir(parents=True)
+    write_midi(two_track_piece(), root / "a.mid")
+    shutil.copy(FIXTURES / "broken" / "corrupt.mid", root / "sub" / "corrupt.mid")
+    shutil.copy(FIXTURES / "broken" / "tunes.abc", root / "tunes.abc")
+    shutil.copy(FIXTURES / "tiny.krn", root / "sub" / "tiny.krn")
+    (root / "notes.txt").write_text("not music")
+    return root
+
+
+def listing(root):
+    return sorted((p.relative_to(root).as_posix(), p.stat().st_mtime_ns) for p in root.rglob("*"))
+
+
+def test_folder_corpus_skips_and_counts_bad_files_and_writes_nothing_there(user_folder):
+    before = listing(user_folder)
+    c = load_corpus("folder", user_folder, workers=2)
+    assert [p.meta.id for p in c.pieces] == ["a.mid", "sub/tiny.krn", "tunes.abc#1", "tunes.abc#3"]
+    assert sorted(s["path"].rsplit("/", 1)[-1] for s in c.skipped) == ["corrupt.mid", "tunes.abc#2"]
+    assert listing(user_folder) == before
+    with pytest.raises(NotelmError, match="corrupt.mid"):
+        load_corpus("folder", user_folder, strict=True)
+
+
+def test_cache_serves_the_second_load_and_notices_edits(user_folder, monkeypatch):
+    first = load_corpus("folder", user_folder, workers=1)
+
+    def no_parsing(*args, **kwargs):
+        raise AssertionError("parsed again although cached")
+
+    monkeypatch.setattr(corpora, "read_items", no_parsing)
+    again = load_corpus("folder", user_folder, workers=1)
+    assert again.pieces == first.pieces and again.skipped == first.skipped
+    assert [p.meta for p in again.pieces] == [p.meta for p in first.pieces]
+    monkeypatch.undo()
+    write_midi(two_track_piece().transpose(2), user_folder / "a.mid", force=True)
+    edited = load_corpus("folder", user_folder, workers=1)
+    assert edited.pieces[0] == two_track_piece().transpose(2)
+    uncached = load_corpus("folder", user_folder, use_cache=False, workers=1)
+    assert uncached.pieces == edited.pieces
+
+
+def test_bad_names_and_roots_are_one_line_errors(tmp_path):
+    with pytest.raises(UnknownNameError, match="unknown corpus 'esen'.*essen-kinder"):
+        load_corpus("esen")
+    with pytest.raises(NotelmError, match="needs --root"):
+        load_corpus("maestro")
+    with pytest.raises(NotelmError, match="no such folder"):
+        load_corpus("maestro", tmp_path / "nowhere")
+    with pytest.raises(NotelmError, match="no MAESTRO metadata csv"):
+        load_corpus("maestro", tmp_path)
+    with pytest.raises(NotelmError, match="takes no --root"):
+        load_corpus("essen-kinder", tmp_path)
+
+
+def test_thesession_loader_reads_a_users_dump(tmp_path):
+    # made-up tunes in thesession.org's csv layout (the real dump is never used here)
+    (tmp_path / "tunes.csv").write_text(
+        "tune_id,setting_id,name,type,meter,mode,abc,date,username\n"
+        '1,11,Made Up Reel,reel,4/4,Gmajor,"|:GABc dBAG|FGAB cAFD:|",2020,x\n'
+        '1,12,Made Up Reel,reel,4/4,Gmajor,"GABc dBAG|FGAB cAFD|",2020,y\n'
+        '2,21,Other Jig,jig,6/8,Dmajor,"DFA dAF|GBd gdB|",2020,z\n'
+    )
+    c = load_corpus("thesession", tmp_path)
+    assert [p.meta.id for p in c.pieces] == ["setting-11", "setting-12", "setting-21"]
+    assert len(c.pieces[0]) == 32 and len(c.pieces[1]) == 16  # the repeat is played
+    assert np.array_equal(c.pieces[2].pitch[:3], [62, 66, 69])
