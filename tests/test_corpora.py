@@ -6,13 +6,12 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from conftest import FIXTURES, MAESTRO_MINI, POP909, needs_maestro, needs_pop909
 from notelm import corpora
 from notelm.corpora import hash_split, load_corpus
 from notelm.describe import corpus_info, corpus_list
 from notelm.errors import NotelmError, UnknownNameError
 from notelm.io import write_midi
-
-from conftest import FIXTURES, MAESTRO_MINI, POP909, needs_maestro, needs_pop909
 from test_io import two_track_piece
 
 

@@ -6,14 +6,13 @@ import mido
 import numpy as np
 import pytest
 
+from conftest import FIXTURES, MAESTRO_MINI, needs_maestro
 from notelm.corpora import music21_corpus
 from notelm.errors import ReadError
 from notelm.io import read, read_items, read_midi, write_midi
 from notelm.io.abc import _via_abc2midi, _via_music21, read_abc_items
 from notelm.io.files import OutputExistsError
 from notelm.pieces import Piece, PieceMeta, Track
-
-from conftest import FIXTURES, MAESTRO_MINI, needs_maestro
 
 
 def two_track_piece(unit="beat"):
@@ -52,10 +51,11 @@ def test_midi_written_reads_back_identically_here_and_in_mido(tmp_path, unit):
     path = write_midi(p, tmp_path / "x.mid")
     assert read_midi(path, unit) == p
     notes, tpq = mido_notes(path)
-    if unit == "beat":
-        ticks = lambda t: round(t * tpq)  # noqa: E731
-    else:  # seconds at 100 qpm
-        ticks = lambda t: round(t * 100 / 60 * tpq)  # noqa: E731
+    per_unit = tpq if unit == "beat" else 100 / 60 * tpq  # seconds at the piece's 100 qpm
+
+    def ticks(t):
+        return round(t * per_unit)
+
     expected = sorted(
         (int(tr), int(pi), ticks(on), ticks(on + du), int(v))
         for tr, pi, on, du, v in zip(p.track, p.pitch, p.onset, p.duration, p.velocity)
