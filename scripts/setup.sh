@@ -20,6 +20,20 @@ done
 [ -x .venv/bin/python ] || "$py" -m venv .venv
 pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 
+# PyTorch first, so that the package's `torch` requirement is already met: a bare `torch`
+# requirement would pull a multi-GB CUDA build onto a machine without a GPU. A torch that is
+# already installed (say, your CUDA build) is kept. NOTELM_TORCH_INDEX names another wheel
+# index (e.g. PyTorch's CPU-only one) where plain PyPI is not what you want.
+if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+  index=()
+  [ -n "${NOTELM_TORCH_INDEX:-}" ] && index=(--index-url "$NOTELM_TORCH_INDEX")
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    "${pip[@]}" install "${index[@]}" "torch>=2.4"
+  else
+    "${pip[@]}" install "${index[@]}" "torch==2.13.0"
+  fi
+fi
+
 # Skip the network round trip when the installed copy already matches this checkout.
 stamp=".venv/.notelm-setup-$(cat pyproject.toml scripts/setup.sh | cksum | cut -d' ' -f1)${extras}"
 if [ ! -f "$stamp" ]; then

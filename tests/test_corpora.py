@@ -132,3 +132,14 @@ def test_thesession_loader_reads_a_users_dump(tmp_path):
     assert [p.meta.id for p in c.pieces] == ["setting-11", "setting-12", "setting-21"]
     assert len(c.pieces[0]) == 32 and len(c.pieces[1]) == 16  # the repeat is played
     assert np.array_equal(c.pieces[2].pitch[:3], [62, 66, 69])
+
+
+def test_a_copied_file_is_served_from_the_cache_under_its_own_name(user_folder, tmp_path):
+    load_corpus("folder", user_folder, workers=1)
+    other = tmp_path / "copy"
+    other.mkdir()
+    shutil.copy(user_folder / "tunes.abc", other / "songs.abc")
+    c = load_corpus("folder", other, workers=1)
+    assert [p.meta.id for p in c.pieces] == ["songs.abc#1", "songs.abc#3"]
+    assert c.pieces[0].meta.source == f"{other.resolve()}/songs.abc#1"
+    assert c.skipped[0]["path"] == f"{other.resolve()}/songs.abc#2"

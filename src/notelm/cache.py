@@ -22,7 +22,7 @@ from notelm.errors import ReadError
 from notelm.io.files import atomic_write_bytes
 from notelm.pieces import COLUMNS, Piece, PieceMeta, Track
 
-READER_VERSION = 3  # bump when a reader's output changes for the same file
+READER_VERSION = 4  # bump when a reader's output changes for the same file
 
 
 def cache_dir() -> Path:
@@ -44,10 +44,11 @@ def entry_path(key: str) -> Path:
     return cache_dir() / "files" / key[:2] / f"{key}.npz"
 
 
-def encode_items(items: list[Piece | ReadError]) -> bytes:
+def encode_items(items: list[Piece | ReadError], path: Path) -> bytes:
     """Serialise a file's pieces (and the errors of its unreadable parts) to .npz bytes."""
     pieces = [p for p in items if isinstance(p, Piece)]
     header = {
+        "path": str(path),
         "order": ["p" if isinstance(p, Piece) else "e" for p in items],
         "errors": [{"path": e.path, "reason": e.reason} for e in items if isinstance(e, ReadError)],
         "pieces": [
@@ -64,15 +65,27 @@ def encode_items(items: list[Piece | ReadError]) -> bytes:
     return buf.getvalue()
 
 
-def decode_items(data: Path | bytes) -> list[Piece | ReadError]:
+def decode_items(data: Path | bytes, path: Path) -> list[Piece | ReadError]:
+    """The items of a cache entry, as if read from ``path``.
+
+    Entries are keyed by content, so the same bytes under another name (a copied file) share
+    one entry; their sources and ids are rewritten from the entry's path to ``path``.
+    """
     with np.load(data if isinstance(data, Path) else io.BytesIO(data), allow_pickle=False) as z:
         header = json.loads(str(z["header"]))
         arrays = {name: z[name] for name in z.files if name != "header"}
+    old = Path(header["path"])
+
+    def moved(text: str, prefix: str, new: str) -> str:
+        return new + text[len(prefix):] if text.startswith(prefix) else text
+
     off, poff = arrays["offsets"], arrays["pedal_offsets"]
     pieces = []
     for i, info in enumerate(header["pieces"]):
         meta = info["meta"]
         meta["tempos"] = tuple(tuple(t) for t in meta["tempos"])
+        meta["source"] = moved(meta["source"], str(old), str(path))
+        meta["id"] = moved(meta["id"], old.stem, path.stem)
         cols = {c: arrays[c][off[i] : off[i + 1]] for c in COLUMNS}
         pieces.append(
             Piece(
@@ -83,21 +96,22 @@ def decode_items(data: Path | bytes) -> list[Piece | ReadError]:
                 meta=PieceMeta(**meta),
             )
         )
-    errors = iter(ReadError(e["path"], e["reason"]) for e in header["errors"])
+    errors = iter(ReadError(moved(e["path"], str(old), str(path)), e["reason"]) for e in header["errors"])
     it = iter(pieces)
     return [next(it) if kind == "p" else next(errors) for kind in header["order"]]
 
 
-def load(key: str) -> list[Piece | ReadError] | None:
-    """The cached items for ``key``, or None if absent or unreadable (then it is rebuilt)."""
+def load(key: str, source: Path) -> list[Piece | ReadError] | None:
+    """The cached items of ``source`` under ``key``, or None if absent or unreadable (then it
+    is parsed again)."""
     path = entry_path(key)
     if not path.is_file():
         return None
     try:
-        return decode_items(path)
+        return decode_items(path, source)
     except Exception:  # a truncated or foreign file in our cache folder: parse the source again
         return None
 
 
-def store(key: str, items: list[Piece | ReadError]) -> None:
-    atomic_write_bytes(entry_path(key), encode_items(items), force=True)
+def store(key: str, items: list[Piece | ReadError], source: Path) -> None:
+    atomic_write_bytes(entry_path(key), encode_items(items, source), force=True)

@@ -244,7 +244,7 @@ def read_thesession(path: Path) -> list[Piece | ReadError]:
 def _cached(path: Path, time_unit: str, kind: str) -> tuple[str, list[Piece | ReadError] | None]:
     """The cache key of a source file and its cached items (None when not cached yet)."""
     key = piece_cache.file_key(path, {"time_unit": time_unit, "kind": kind})
-    return key, piece_cache.load(key)
+    return key, piece_cache.load(key, path)
 
 
 def _read_file(args: tuple[str, str, str, bool]) -> tuple[str, list[Piece | ReadError]]:
@@ -265,7 +265,7 @@ def _read_file(args: tuple[str, str, str, bool]) -> tuple[str, list[Piece | Read
         except Exception as e:  # a reader bug must not stop a batch: skip the file, say why
             items = [ReadError(path, f"unexpected reader failure: {type(e).__name__}: {e}")]
         if use_cache:
-            piece_cache.store(key, items)
+            piece_cache.store(key, items, path)
     return path_s, items
 
 
