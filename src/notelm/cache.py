@@ -22,7 +22,7 @@ from notelm.errors import ReadError
 from notelm.io.files import atomic_write_bytes
 from notelm.pieces import COLUMNS, Piece, PieceMeta, Track
 
-READER_VERSION = 4  # bump when a reader's output changes for the same file
+READER_VERSION = 5  # bump when a reader's output changes for the same file
 
 
 def cache_dir() -> Path:

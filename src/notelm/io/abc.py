@@ -80,12 +80,14 @@ _DECORATION = re.compile(r'![^!\n]*!|\+[a-zA-Z][^+\n]*\+|"[^"\n]*"|[.~]|[HLMOPST
 
 
 def strip_decorations(tune: str) -> str:
-    """Remove ornaments and articulations from the tune's music lines.
+    """Remove ornaments, articulations and the rhythm field (R:) from a tune.
 
-    abc2midi performs them (a staccato halves a note, a ~ roll becomes five notes); the score
-    and music21 keep the written note, and so do we.
+    abc2midi performs them (a staccato halves a note, a ~ roll becomes five notes, R:hornpipe
+    swings every pair of notes); the score keeps the written notes, and so do we. music21
+    misreads some of them (a broken rhythm followed by a staccato dot), so both engines get
+    the stripped text.
     """
-    lines = tune.split("\n")
+    lines = [ln for ln in tune.split("\n") if not ln.startswith("R:")]
     return "\n".join(ln if _HEADER_LINE.match(ln) else _DECORATION.sub("", ln) for ln in lines)
 
 
@@ -132,7 +134,7 @@ def _via_music21(path: Path, header: str, tunes: list[str]) -> list[Piece | Read
         try:
             # ABC 2.1 carries an accidental to the end of its bar, as abc2midi does; music21 does so
             # only for files that declare version 2 or later
-            score = parse_music21("%abc-2.1\n" + header + tune, fmt="abc", path=meta.source)
+            score = parse_music21("%abc-2.1\n" + header + strip_decorations(tune), fmt="abc", path=meta.source)
             piece = from_music21(score, meta=meta, expand_repeats=True)
             if not len(piece):
                 raise ReadError(meta.source, "music21 found no notes")
