@@ -80,7 +80,8 @@ class EncodingConfig:
     def require_type(self, name: str, kind: type | tuple[type, ...]) -> None:
         value = getattr(self, name)
         bad_bool = isinstance(value, bool) and kind in (int, float, (int, float))
-        self.require(isinstance(value, kind) and not bad_bool, f"{name} must be {kind}; got {value!r}")
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        self.require(isinstance(value, kind) and not bad_bool, f"{name} must be {names}; got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return _listed(asdict(self))
@@ -94,7 +95,7 @@ class EncodingConfig:
                 f"unknown setting(s) {', '.join(sorted(unknown))} for {cls.__name__}; known: {', '.join(sorted(known))}"
             )
         hints = typing.get_type_hints(cls)
-        values = {k: (v if "dict" in str(hints.get(k, "")) else _tupled(v)) for k, v in data.items()}
+        values = {k: v if typing.get_origin(hints[k]) is dict else _tupled(v) for k, v in data.items()}
         return cls(**values)
 
 
@@ -151,6 +152,14 @@ def to_seconds(piece: Piece) -> Piece:
         pedals = np.stack([down, up - down], axis=1)
     out = piece.with_notes(onset=start, duration=end - start)
     return replace(out, time_unit="second", pedals=pedals, meta=replace(piece.meta, tempos=()))
+
+
+def ranks(length: np.ndarray) -> np.ndarray:
+    """0, 1, ..., length[i]-1 for each i, concatenated: (sum(length),). For vectorised runs."""
+    total = int(length.sum())
+    if not total:
+        return np.zeros(0, dtype=np.int64)
+    return np.arange(total) - np.repeat(np.cumsum(length) - length, length)
 
 
 def content_ids(ids: Sequence[int] | np.ndarray, vocab_size: int) -> np.ndarray:
@@ -276,5 +285,5 @@ class Encoding(ABC):
 
 __all__ = [
     "N_SPECIAL", "Encoding", "EncodingConfig", "EncodingError", "EncodingSettingsError",
-    "check_times", "content_ids", "plain_piece", "to_seconds", "without_drums",
+    "check_times", "content_ids", "plain_piece", "ranks", "to_seconds", "without_drums",
 ]
