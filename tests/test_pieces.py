@@ -94,3 +94,9 @@ def test_transforms_invert(notes, k, f):
     m = p.melody()
     assert len(np.unique(m.onset)) == len(m)
     assert p.quantize(0.25) == p  # already on the grid
+
+
+def test_apply_sustain_merges_overlapping_pedals_of_several_tracks():
+    p = piece([(60, 0.0, 5.0), (62, 11.0, 1.0)], time_unit="second", pedals=np.array([[2.0, 1.0], [0.0, 10.0]]))
+    s = p.apply_sustain()
+    assert (s.onset + s.duration).tolist() == [10.0, 12.0]

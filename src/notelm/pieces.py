@@ -19,6 +19,8 @@ from typing import Literal
 
 import numpy as np
 
+from notelm.errors import NotelmError
+
 TimeUnit = Literal["beat", "second"]
 COLUMNS = ("pitch", "onset", "duration", "velocity", "track", "tied")
 _DTYPES = {
@@ -30,6 +32,10 @@ _DTYPES = {
     "tied": np.bool_,
 }
 DEFAULT_VELOCITY = 64  # scores carry no dynamics of their own; MIDI's middle value
+
+
+class PieceError(NotelmError, ValueError):
+    """A transform asked of a piece that it cannot do (out of range, non-positive factor)."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +145,7 @@ class Piece:
         drums = np.array([t.is_drum for t in self.tracks])[self.track]
         pitch = np.where(drums, self.pitch, self.pitch + int(semitones))
         if len(pitch) and (pitch.min() < 0 or pitch.max() > 127):
-            raise ValueError(f"transposing by {semitones} leaves the MIDI range 0-127")
+            raise PieceError(f"transposing by {semitones} leaves the MIDI range 0-127")
         return self.with_notes(pitch=pitch)
 
     def merge_ties(self) -> Piece:
@@ -185,7 +191,7 @@ class Piece:
         A note whose rounded duration would be zero keeps one ``step``, so no note vanishes.
         """
         if step <= 0:
-            raise ValueError("quantize step must be positive")
+            raise PieceError("quantize step must be positive")
         onset = np.round(self.onset / step) * step
         end = np.round((self.onset + self.duration) / step) * step
         return self.with_notes(onset=onset, duration=np.maximum(end - onset, step))
@@ -193,7 +199,7 @@ class Piece:
     def time_stretch(self, factor: float) -> Piece:
         """Scale every time by ``factor`` (2 = twice as long); tempos scale inversely."""
         if factor <= 0:
-            raise ValueError("time-stretch factor must be positive")
+            raise PieceError("time-stretch factor must be positive")
         meta = replace(self.meta, tempos=tuple((t * factor, q / factor) for t, q in self.meta.tempos))
         stretched = self.with_notes(onset=self.onset * factor, duration=self.duration * factor)
         return replace(stretched, pedals=self.pedals * factor, meta=meta)
@@ -206,7 +212,11 @@ class Piece:
         """
         if not len(self.pedals) or not len(self):
             return replace(self, pedals=np.zeros((0, 2)))
-        down, up = self.pedals[:, 0], self.pedals[:, 0] + self.pedals[:, 1]
+        pedals = self.pedals[np.argsort(self.pedals[:, 0], kind="stable")]
+        down, up = pedals[:, 0], np.maximum.accumulate(pedals[:, 0] + pedals[:, 1])
+        # pedals of several tracks can overlap: a press before the last release continues the hold
+        starts = np.flatnonzero(np.r_[True, down[1:] > up[:-1]])
+        up = np.repeat(np.maximum.reduceat(up, starts), np.diff(np.r_[starts, len(up)]))
         end = self.onset + self.duration
         # the pedal interval (if any) during which each note is released
         k = np.searchsorted(down, end, side="right") - 1
