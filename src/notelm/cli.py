@@ -125,7 +125,163 @@ def data_prepare(corpus: str, root: Path | None = ROOT, workers: int | None = WO
     out.print(f"{corpus}: {len(c.pieces):,} pieces cached in {cache_dir()}, {len(c.skipped)} skipped")
 
 
+# ---- notelm idyom ---------------------------------------------------------------------------------
+
+
+@app.command()
+def idyom(
+    corpus: str,
+    root: Path | None = ROOT,
+    models: str = typer.Option("both+", "--models", help="stm, ltm, ltm+, both (ltm with stm) or both+ (ltm+ with stm)."),
+    escape: str | None = typer.Option(None, "--escape", help="a, b, c, d or ax, for every model (IDyOM: LTM c, STM ax)."),
+    order_bound: str | None = typer.Option(None, "--order-bound", help="Longest context, or 'none' for PPM* (the default)."),
+    interpolated: bool | None = typer.Option(None, "--interpolated/--no-interpolated", help="Interpolated smoothing (IDyOM's mixtures) or backoff (default: interpolated)."),
+    update_exclusion: bool | None = typer.Option(None, "--update-exclusion/--no-update-exclusion", help="Count only in the contexts used (IDyOM: LTM off, STM on)."),
+    stm_escape: str | None = typer.Option(None, "--stm-escape", help="Escape method of the STM (overrides --escape)."),
+    stm_order_bound: str | None = typer.Option(None, "--stm-order-bound", help="Order bound of the STM, or 'none'."),
+    stm_interpolated: bool | None = typer.Option(None, "--stm-interpolated/--stm-no-interpolated", help="Smoothing of the STM."),
+    stm_update_exclusion: bool | None = typer.Option(None, "--stm-update-exclusion/--stm-no-update-exclusion", help="Update exclusion in the STM."),
+    combine: str = typer.Option("geometric", "--combine", help="LTM with STM: arithmetic or geometric mean, entropy-weighted."),
+    bias: float = typer.Option(7.0, "--bias", help="Bias b of the LTM-STM weights (entropy^-b)."),
+    viewpoints: str = typer.Option("cpitch", "--viewpoints", help="Comma-separated: cpitch, cpint, cpitch-class, contour, and links with dur or ioi (cpint:dur or 'cpint*dur')."),
+    viewpoint_combine: str | None = typer.Option(None, "--viewpoint-combine", help="Across viewpoints: arithmetic or geometric (default: as --combine)."),
+    viewpoint_bias: float = typer.Option(2.0, "--viewpoint-bias", help="Bias of the viewpoint weights."),
+    folds: int = typer.Option(10, "--folds", help="Cross-validation folds for LTM kinds (piece i in fold i mod k)."),
+    output: Path | None = typer.Option(None, "--output", help="Write the per-event table (piece, position, pitch, IC, entropy, each model's p) as CSV."),
+    force: bool = typer.Option(False, "--force", help="Overwrite --output and generated files."),
+    generate: int = typer.Option(0, "--generate", help="Also sample this many melodies (model trained on the whole corpus) as MIDI."),
+    generate_out: Path = typer.Option(Path("notelm-runs/idyom"), "--generate-out", help="Folder for --generate."),
+    length: int | None = typer.Option(None, "--length", help="Notes per generated melody (default: the corpus's median)."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature (0 = most likely note)."),
+    top_k: int | None = typer.Option(None, "--top-k", help="Sample among the k most likely notes."),
+    top_p: float | None = typer.Option(None, "--top-p", help="Sample from the smallest set of notes with this much probability."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed for --generate."),
+    as_json: bool = JSON,
+) -> None:
+    """IDyOM on a corpus: information content of every note's pitch under STM/LTM/BOTH models.
+
+    Example (Pearce 2005's LTM+ with STM, C*I, arithmetic b=2):
+    notelm idyom essen-kinder --models both+ --escape c --no-update-exclusion --combine arithmetic --bias 2
+    """
+    from notelm.generation import check_settings
+    from notelm.idyom import check_kind, combine_config, generate_melodies, run_idyom, smoothing
+    from notelm.viewpoints import parse_viewpoints
+
+    check_kind(models)
+    ltm, stm = smoothing(escape=escape, order_bound=order_bound, interpolated=interpolated,
+                         update_exclusion=update_exclusion, stm_escape=stm_escape, stm_order_bound=stm_order_bound,
+                         stm_interpolated=stm_interpolated, stm_update_exclusion=stm_update_exclusion)
+    parse_viewpoints(viewpoints)  # bad settings fail here, before the corpus is read
+    combine_config(combine, bias)
+    combine_config(viewpoint_combine or combine, viewpoint_bias, "viewpoint combination: ")
+    check_settings(length=length, temperature=temperature, top_k=top_k, top_p=top_p)
+    settings = {"models": models, "ltm_config": ltm, "stm_config": stm, "combine": combine, "bias": bias,
+                "viewpoints": viewpoints, "viewpoint_combine": viewpoint_combine, "viewpoint_bias": viewpoint_bias}
+    data = load(corpus, root)
+    result = run_idyom(data, folds=folds, output=output, force=force, **settings)
+    summary = result.summary()
+    if generate:
+        paths = generate_melodies(data, generate_out, n=generate, length=length, temperature=temperature,
+                                  top_k=top_k, top_p=top_p, seed=seed, force=force, **settings)
+        summary["generated"] = [str(p) for p in paths]
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    table = Table(title=f"IDyOM {models} on {corpus} ({', '.join(summary['viewpoints'])})", show_header=False)
+    table.add_row("mean IC per piece (bits)", f"{summary['mean_ic_per_piece']:.4f}")
+    table.add_row("mean IC per event (bits)", f"{summary['mean_ic_per_event']:.4f}")
+    table.add_row("mean entropy (bits)", f"{summary['mean_entropy']:.4f}")
+    table.add_row("pieces / events", f"{summary['pieces']:,} / {summary['events']:,}")
+    table.add_row("modelling time", f"{summary['seconds']:.2f} s ({summary['events_per_second']:,.0f} events/s)")
+    for name in ("ltm", "stm"):
+        if summary[name]:
+            c = summary[name]
+            table.add_row(name.upper(), f"escape {c['escape']}, order bound {c['order_bound'] if c['order_bound'] is not None else 'none'}, "
+                          f"{'interpolated' if c['interpolated'] else 'backoff'}, update exclusion {'on' if c['update_exclusion'] else 'off'}")
+    for name, what in (("combine", "LTM+STM"), ("viewpoint_combine", "viewpoints")):
+        if summary[name]:
+            table.add_row(what, f"{summary[name]['method']}, bias {summary[name]['bias']:g}")
+    if summary["folds"]:
+        table.add_row("cross-validation", f"{summary['folds']} folds")
+    out.print(table)
+    if output is not None:
+        out.print(f"per-event table written to {output}")
+    for p in summary.get("generated", []):
+        out.print(f"generated {p}")
+
+
 # ---- notelm quickstart ----------------------------------------------------------------------------
+
+
+def parse_settings(pairs: list[str]) -> dict:
+    """``key=value`` pairs; values read as JSON where they parse (numbers, true, lists), else text."""
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise NotelmError(f"--set takes key=value, not {pair!r}")
+        try:
+            settings[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[key.strip()] = value
+    return settings
+
+
+@app.command()
+def encode(
+    corpus: str,
+    encoding: str = typer.Option(..., "--encoding", "-e", help="melody, grid, dstm-frames, performance, note-tokens, remi, tsd, midilike."),
+    root: Path | None = ROOT,
+    settings: list[str] = typer.Option([], "--set", help="An encoding setting, key=value (repeatable), e.g. --set transpose=true."),
+    limit: int | None = typer.Option(None, "--limit", help="Use only the first N pieces."),
+    show: int = typer.Option(1, "--show", help="Print the readable tokens of this many pieces."),
+    roundtrip: bool = typer.Option(False, "--roundtrip", help="Encode and decode every piece; count exact round trips."),
+    as_json: bool = JSON,
+) -> None:
+    """Turn a corpus into tokens: show them, or check that decoding gives the piece back.
+
+    Encodings that learn an alphabet (melody) learn it from the whole corpus, as IDyOM does;
+    note-tokens fits its bin edges on the training split, as midi-translation does.
+    Example: notelm encode essen-kinder --encoding grid --show 2
+    """
+    from notelm.encodings import get_encoding
+    from notelm.encodings.report import roundtrip_report, show_tokens
+
+    c = load(corpus, root)
+    pieces = c.pieces[:limit] if limit else c.pieces
+    enc = get_encoding(encoding, **parse_settings(settings))
+    if enc.learns:
+        enc.fit((c.split("train") or pieces) if encoding == "note-tokens" else pieces)
+    if roundtrip:
+        report = roundtrip_report([*pieces, *(_skipped_items(c) if not limit else [])], enc)
+        if as_json:
+            print(json.dumps(report, indent=2))
+        else:
+            out.print(f"{report['pieces']} pieces: {report['exact']} exact, {report['skipped']} skipped, "
+                      f"{report['mismatched']} mismatched")
+            for reason, n in report["skip_reasons"].items():
+                out.print(f"  skipped {n}: {reason}")
+            for m in report["mismatches"]:
+                out.print(f"  mismatch {m['id']}: {m['reason']}")
+        return
+    shown = 0
+    for piece in pieces:
+        if shown >= show:
+            break
+        try:
+            line = show_tokens(piece, enc)
+        except NotelmError as e:
+            out.print(f"{piece.meta.id}: skipped ({e})", markup=False)
+            continue
+        out.print(f"{piece.meta.id} ({len(enc.encode(piece))} tokens): {line}", markup=False, highlight=False)
+        shown += 1
+
+
+def _skipped_items(corpus) -> list:
+    """The files a corpus skipped, as errors, so round-trip reports count them too."""
+    from notelm.errors import ReadError
+
+    return [ReadError(s["path"], s["reason"]) for s in corpus.skipped]
 
 
 @app.command()

@@ -123,7 +123,12 @@ def _essen(names: list[str] | None) -> Callable[[Path | None], list[Path]]:
 
 
 def _soprano(piece: Piece) -> Piece:
-    return piece.with_notes(piece.track == 0) if len(piece.tracks) > 1 else piece
+    """The part named Soprano (the first part when none is: some chorales open with a horn)."""
+    if len(piece.tracks) <= 1:
+        return piece
+    names = [t.name.strip().lower() for t in piece.tracks]
+    k = next((i for i, n in enumerate(names) if n.startswith("soprano")), 0)
+    return piece.with_notes(piece.track == k)
 
 
 def _bach_files(root: Path | None) -> list[Path]:

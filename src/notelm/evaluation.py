@@ -8,7 +8,9 @@ is in fold i mod k, each fold is predicted by a model built from the other k-1 f
 
 Models may offer two fast paths, used when present: ``distributions(sequences)`` (one
 (length, A) array per piece), and, for combinations, ``component_distributions(sequences)``
-with ``combine_pieces(components)``, which also give each component's p(event).
+with ``combine_pieces(components)``, which also give each component's p(event). Sequences
+reach the model as given (a `notelm.viewpoints.Melody` carries its timing along); the
+events are ``np.asarray(sequence)``.
 
 Legend: P pieces, n events of a piece, A alphabet size.
 """
@@ -16,6 +18,7 @@ Legend: P pieces, n events of a piece, A alphabet size.
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from notelm.io.files import atomic_write_text
 from notelm.models.base import SequenceModel
 
 
@@ -66,7 +70,8 @@ class Evaluation:
     """Per-event results for a list of pieces.
 
     piece: index of each piece in the corpus (P,); symbols, probability, entropy: one array
-    per piece; components: each component model's p(event), by name; fold: each piece's fold.
+    per piece; components: each component model's p(event), by name; fold: each piece's fold;
+    columns: more per-event columns for the table (e.g. the MIDI pitch), by name.
     """
 
     piece: np.ndarray
@@ -75,6 +80,7 @@ class Evaluation:
     entropy: list[np.ndarray]
     components: dict[str, list[np.ndarray]] = field(default_factory=dict)
     fold: np.ndarray | None = None
+    columns: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     @property
     def information_content(self) -> list[np.ndarray]:
@@ -102,14 +108,18 @@ class Evaluation:
                 "mean_entropy": self.mean_entropy()}
 
     def table(self) -> list[dict[str, Any]]:
-        """One row per event: piece, position, symbol, ic, entropy, probability, p_<model>."""
+        """One row per event: piece, position, symbol, <columns>, ic, entropy, probability,
+        fold, p_<model>."""
         rows = []
         for j, piece in enumerate(self.piece):
             ic = information_content(self.probability[j])
             for i, symbol in enumerate(self.symbols[j]):
-                row = {"piece": int(piece), "position": i, "symbol": int(symbol),
-                       "ic": float(ic[i]), "entropy": float(self.entropy[j][i]),
-                       "probability": float(self.probability[j][i])}
+                row = {"piece": int(piece), "position": i, "symbol": int(symbol)}
+                for name, values in self.columns.items():
+                    value = values[j][i]
+                    row[name] = value.item() if isinstance(value, np.generic) else value
+                row.update({"ic": float(ic[i]), "entropy": float(self.entropy[j][i]),
+                            "probability": float(self.probability[j][i])})
                 if self.fold is not None:
                     row["fold"] = int(self.fold[j])
                 for name, probability in self.components.items():
@@ -117,16 +127,16 @@ class Evaluation:
                 rows.append(row)
         return rows
 
-    def write_csv(self, path: str | Path) -> Path:
-        """Write `table` as CSV (a header line, then one line per event)."""
-        path = Path(path)
+    def write_csv(self, path: str | Path, *, force: bool = False) -> Path:
+        """Write `table` as CSV (a header line, then one line per event), atomically; an
+        existing file is replaced only with ``force`` (else `OutputExistsError`)."""
         rows = self.table()
         names = list(rows[0]) if rows else ["piece", "position", "symbol", "ic", "entropy", "probability"]
-        with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=names)
-            writer.writeheader()
-            writer.writerows(rows)
-        return path
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=names, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return atomic_write_text(path, text.getvalue(), force=force)
 
 
 def evaluate(model: SequenceModel, sequences: Sequence[Sequence[int]], *,
@@ -138,12 +148,12 @@ def evaluate(model: SequenceModel, sequences: Sequence[Sequence[int]], *,
     symbols = [np.asarray(s, dtype=np.int64).reshape(-1) for s in sequences]
     components: dict[str, list[np.ndarray]] = {}
     if callable(getattr(model, "component_distributions", None)):
-        parts = model.component_distributions(symbols)
+        parts = model.component_distributions(sequences)
         dists = model.combine_pieces(parts)
         components = {name: [d[np.arange(len(s)), s] for d, s in zip(ds, symbols, strict=True)]
                       for name, ds in parts.items()}
     else:
-        dists = predict_distributions(model, symbols)
+        dists = predict_distributions(model, sequences)
     return Evaluation(
         piece=np.arange(len(symbols)) if piece is None else np.asarray(piece, dtype=np.int64),
         symbols=symbols,
@@ -153,7 +163,7 @@ def evaluate(model: SequenceModel, sequences: Sequence[Sequence[int]], *,
     )
 
 
-def cross_validate(build: Callable[[list[np.ndarray]], SequenceModel],
+def cross_validate(build: Callable[[list], SequenceModel],
                    sequences: Sequence[Sequence[int]], *, k: int = 10) -> Evaluation:
     """k-fold cross-validation: ``build(training_pieces)`` returns a model ready to predict.
 
@@ -161,13 +171,13 @@ def cross_validate(build: Callable[[list[np.ndarray]], SequenceModel],
     built from the other folds (so an online model such as an LTM+ carries what it learns from
     one test piece into the next, as IDyOM does). Results come back in corpus order.
     """
-    symbols = [np.asarray(s, dtype=np.int64).reshape(-1) for s in sequences]
-    folds = fold_of(len(symbols), k)
+    items = list(sequences)
+    folds = fold_of(len(items), k)
     parts = []
     for f in range(k):
         test = np.flatnonzero(folds == f)
-        model = build([symbols[i] for i in np.flatnonzero(folds != f)])
-        parts.append(evaluate(model, [symbols[i] for i in test], piece=test))
+        model = build([items[i] for i in np.flatnonzero(folds != f)])
+        parts.append(evaluate(model, [items[i] for i in test], piece=test))
     order = np.argsort(np.concatenate([p.piece for p in parts]), kind="stable")
 
     def merge(lists: list[list[np.ndarray]]) -> list[np.ndarray]:

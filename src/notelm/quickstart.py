@@ -1,7 +1,15 @@
 """``notelm quickstart``: the most complete job notelm can do on bundled data, in minutes.
 
 It prepares and describes the bundled corpora, runs every model that exists so far on a
-bundled corpus, prints the leaderboard, and writes a report to the output folder.
+bundled corpus, prints the leaderboard, writes a few generated melodies, and writes a report
+to the output folder.
+
+The leaderboard's IDyOM rows (Pearce 2005) predict the pitch of every note of the Essen
+kinder songs with 10-fold cross-validation (piece i in fold i mod 10), with IDyOM's own
+defaults (`mvs/params.lisp`): LTM escape C, STM escape AX with update exclusion, both
+unbounded and interpolated; LTM with STM by a geometric mean with bias 7, viewpoints by a
+geometric mean with bias 2. Two more rows show Pearce's published setting for LTM+ with STM
+(C*I both, arithmetic, b = 2: 2.106 bits published) and a multiple-viewpoint system.
 """
 
 from __future__ import annotations
@@ -17,8 +25,23 @@ from rich.table import Table
 from notelm.corpora import load_corpus
 from notelm.describe import corpus_info
 from notelm.io.files import OutputExistsError, atomic_write_text
+from notelm.models.ppm import PPMConfig
 
 CORPORA = ("essen-kinder", "essen-erk", "essen", "oneills", "ryans", "bach-chorales-soprano")
+LEADERBOARD_CORPUS = "essen-kinder"
+C_STAR = PPMConfig(escape="c", update_exclusion=False)
+# (row, run_idyom settings); what is not given is IDyOM's default
+IDYOM_ROWS = [
+    ("IDyOM STM", {"models": "stm"}),
+    ("IDyOM LTM", {"models": "ltm"}),
+    ("IDyOM LTM+", {"models": "ltm+"}),
+    ("IDyOM BOTH (LTM + STM)", {"models": "both"}),
+    ("IDyOM BOTH+ (LTM+ + STM)", {"models": "both+"}),
+    ("IDyOM BOTH+, Pearce 2005 (C*I, arithmetic b=2)",
+     {"models": "both+", "ltm_config": C_STAR, "stm_config": C_STAR, "combine": "arithmetic", "bias": 2.0}),
+    ("IDyOM BOTH+, viewpoints cpitch*dur,cpint,cpint*dur*ioi,cpitch",
+     {"models": "both+", "viewpoints": "cpitch*dur,cpint,cpint*dur*ioi,cpitch", "bias": 4.0, "viewpoint_bias": 1.0}),
+]
 
 
 def run_quickstart(out_dir: Path, *, force: bool, console: Console, progress_bar) -> dict:
@@ -44,11 +67,45 @@ def run_quickstart(out_dir: Path, *, force: bool, console: Console, progress_bar
                       f"{i['pitch_min']}–{i['pitch_max']}", f"{s['train']}/{s['valid']}/{s['test']}",
                       str(len(i["skipped"])), f"{i['seconds']:.1f}")
     console.print(table)
-    report = {"corpora": infos, "seconds": round(time.perf_counter() - started, 1)}
+    leaderboard = _leaderboard(console, progress_bar)
+    generated = _generate(out_dir)
+    report = {"corpora": infos, "leaderboard": leaderboard, "generated": generated,
+              "seconds": round(time.perf_counter() - started, 1)}
     atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2))
     atomic_write_text(out_dir / "report.md", _markdown(report))
     console.print(f"report written to {out_dir}/report.md ({report['seconds']} s)")
     return report
+
+
+def _leaderboard(console: Console, progress_bar) -> list[dict]:
+    """The IDyOM rows on the kinder songs, as a table and as report rows."""
+    from notelm.idyom import run_idyom
+
+    corpus = load_corpus(LEADERBOARD_CORPUS)
+    rows = []
+    with progress_bar("IDyOM models") as progress:
+        for i, (name, settings) in enumerate(IDYOM_ROWS):
+            progress(i, len(IDYOM_ROWS))
+            summary = run_idyom(corpus, folds=10, **settings).summary()
+            rows.append({"model": name, **{k: summary[k] for k in (
+                "mean_ic_per_piece", "mean_ic_per_event", "mean_entropy", "events", "pieces", "seconds",
+                "events_per_second", "models", "viewpoints", "folds", "ltm", "stm", "combine", "viewpoint_combine")}})
+    table = Table("model", "IC/piece", "IC/event", "entropy", "s",
+                  title=f"Leaderboard: pitch of every note of {LEADERBOARD_CORPUS}, bits (10-fold CV)")
+    for r in rows:
+        table.add_row(r["model"], f"{r['mean_ic_per_piece']:.3f}", f"{r['mean_ic_per_event']:.3f}",
+                      f"{r['mean_entropy']:.3f}", f"{r['seconds']:.2f}")
+    console.print(table)
+    return rows
+
+
+def _generate(out_dir: Path) -> list[str]:
+    """Two melodies from IDyOM's BOTH+ model of the kinder songs, as MIDI."""
+    from notelm.idyom import generate_melodies
+
+    paths = generate_melodies(load_corpus(LEADERBOARD_CORPUS), out_dir / "generated", n=2, models="both+",
+                              viewpoints="cpitch,cpint*dur", seed=0, top_p=0.95)
+    return [str(p) for p in paths]
 
 
 def _markdown(report: dict) -> str:
@@ -59,6 +116,15 @@ def _markdown(report: dict) -> str:
         s = i["splits"]
         lines.append(f"| {i['corpus']} | {i['pieces']:,} | {i['notes']:,} | {i['distinct_pitches']} | "
                      f"{i['pitch_min']}–{i['pitch_max']} | {s['train']}/{s['valid']}/{s['test']} | {len(i['skipped'])} |")
+    lines += ["", f"## Leaderboard: {LEADERBOARD_CORPUS}, pitch, 10-fold cross-validation", "",
+              "Mean information content (bits per note) per piece then over pieces, and over all notes; "
+              "mean entropy of the predictions; modelling time.", "",
+              "| model | IC per piece | IC per event | entropy | seconds |", "|---|---:|---:|---:|---:|"]
+    for r in report["leaderboard"]:
+        lines.append(f"| {r['model']} | {r['mean_ic_per_piece']:.3f} | {r['mean_ic_per_event']:.3f} | "
+                     f"{r['mean_entropy']:.3f} | {r['seconds']:.2f} |")
+    if report["generated"]:
+        lines += ["", "## Generated", ""] + [f"- `{p}`" for p in report["generated"]]
     skipped = [s for i in report["corpora"] for s in i["skipped"]]
     if skipped:
         lines += ["", "### Skipped", ""] + [f"- `{s['path']}`: {s['reason']}" for s in skipped]

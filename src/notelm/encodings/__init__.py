@@ -6,7 +6,7 @@ DSTM paper's frames), ``performance`` (Oore et al. 2018 events), ``note-tokens``
 (midi-translation's binned notes with exact velocity targets), ``remi``, ``tsd`` and
 ``midilike`` (MidiTok). Every encoding satisfies ``decode(encode(p)) == quantized(p)``; pieces
 it cannot represent raise `EncodingError`. Melodic viewpoints for the multiple-viewpoint
-system are in `notelm.encodings.viewpoints`.
+system are in `notelm.viewpoints`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from notelm.encodings.registry import (
     get_encoding,
 )
 from notelm.encodings.report import roundtrip_report, show_tokens
-from notelm.encodings.viewpoints import Viewpoint, pitch_distribution
 from notelm.encodings.vocab import BOS, EOS, N_SPECIAL, PAD, UNK, Vocabulary
 
 __all__ = [
@@ -38,6 +37,6 @@ __all__ = [
     "EncodingError", "EncodingSettingsError", "GridConfig", "GridEncoding", "MelodyConfig",
     "MelodyEncoding", "MidiLikeEncoding", "MidiTokConfig", "MidiTokEncoding", "NoteTokensConfig",
     "NoteTokensEncoding", "PerformanceConfig", "PerformanceEncoding", "RemiEncoding",
-    "TsdEncoding", "Viewpoint", "Vocabulary", "available_encodings", "encoding_from_dict",
-    "get_encoding", "pitch_distribution", "roundtrip_report", "show_tokens",
+    "TsdEncoding", "Vocabulary", "available_encodings", "encoding_from_dict",
+    "get_encoding", "roundtrip_report", "show_tokens",
 ]

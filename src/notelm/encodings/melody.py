@@ -14,7 +14,7 @@ Times are counted in ticks of ``resolution`` per time unit (120 per beat by defa
 ABC reader snaps to 1/120 beat, so the Essen tunes are exact). The alphabet is learned: `fit`
 collects the distinct tokens of a corpus; a token outside it raises EncodingError on encode.
 A model that wants IDyOM's bare alphabet uses ``ids - N_SPECIAL`` over ``vocab.content_size``
-symbols. Other viewpoints (cpint, contour, ...) live in `notelm.encodings.viewpoints`.
+symbols. Other viewpoints (cpint, contour, ...) live in `notelm.viewpoints`.
 """
 
 from __future__ import annotations

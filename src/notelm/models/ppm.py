@@ -238,8 +238,16 @@ def _select(nodes, chain, c, shortest_deterministic):
 
 
 @njit(cache=True)
-def _predict(nodes, chain, c, opts, out, excluded):
-    """Write the distribution over the next symbol into ``out`` (A,)."""
+def _predict(nodes, chain, c, opts, out, excluded, allowed):
+    """Write the distribution over the next symbol into ``out`` (A,).
+
+    ``allowed`` (A,) restricts the alphabet for this one prediction (empty: every symbol), as
+    IDyOM does for derived viewpoints, whose alphabet is set per event from the context
+    (`mvs::set-model-alphabets`): counts of other symbols are ignored at every order
+    (`ppm-star::transition-counts`), order -1 is uniform over the allowed ones, and the
+    symbols outside get probability 0.
+    """
+    masked = allowed.shape[0] > 0
     esc = opts[O_ESC]
     mixtures = opts[O_MIX] != 0
     exclusion = opts[O_EXCL] != 0
@@ -257,6 +265,9 @@ def _predict(nodes, chain, c, opts, out, excluded):
         types, singletons, total = 0, 0, 0.0
         child = nodes[node, FIRST]
         while child != -1:
+            if masked and not allowed[nodes[child, SYM]]:
+                child = nodes[child, NEXT]
+                continue
             count = nodes[child, col]
             types += 1
             singletons += count == 1
@@ -275,6 +286,9 @@ def _predict(nodes, chain, c, opts, out, excluded):
         child = nodes[node, FIRST]
         while child != -1:
             sym = nodes[child, SYM]
+            if masked and not allowed[sym]:
+                child = nodes[child, NEXT]
+                continue
             p = weight * (nodes[child, col] + k) / total if total != 0.0 else 0.0
             if mixtures:  # every symbol, excluded or not, gains (IDyOM next-probability)
                 out[sym] += escape * p
@@ -283,29 +297,49 @@ def _predict(nodes, chain, c, opts, out, excluded):
             child = nodes[child, NEXT]
         child = nodes[node, FIRST]
         while child != -1:  # transitions of this state are excluded from the next one
-            excluded[nodes[child, SYM]] = True
+            if not masked or allowed[nodes[child, SYM]]:
+                excluded[nodes[child, SYM]] = True
             child = nodes[child, NEXT]
         escape *= 1.0 - weight
     # Order -1: uniform, 1/(|A| + 1 - symbols seen at order 0) with exclusion, else 1/|A|.
     size = out.shape[0]
     seen = nodes[0, N_KIDS] if exclusion else 1
+    if masked:
+        size = 0
+        for sym in range(out.shape[0]):
+            size += allowed[sym]
+        if exclusion:
+            seen = 0
+            child = nodes[0, FIRST]
+            while child != -1:
+                seen += allowed[nodes[child, SYM]]
+                child = nodes[child, NEXT]
     uniform = 1.0 / (size + 1.0 - seen)
-    for sym in range(size):
+    for sym in range(out.shape[0]):
+        if masked and not allowed[sym]:
+            continue
         if mixtures or not (excluded[sym] and out[sym] > 0.0):
             out[sym] += escape * uniform
     out /= out.sum()
 
 
 @njit(cache=True)
-def _run(nodes, n, flat, offsets, opts, predict, learn, fresh, close, p_out, h_out, dist_out):
+def _run(nodes, n, flat, offsets, opts, predict, learn, fresh, close, p_out, h_out, dist_out,
+         allowed, groups):
     """Walk every piece of ``flat`` (pieces split at ``offsets``): predict, then learn or advance.
 
-    Writes p(event) and the entropy (bits) of each prediction, and the distributions when
-    ``dist_out`` has a row per event. Returns the (possibly reallocated) trie.
+    Writes p(event), the entropy (bits) of each prediction when ``h_out`` has a row per event,
+    and the distributions when ``dist_out`` has one: summed within ``groups`` (A,) when that is
+    not empty (``dist_out`` is then (N, G)). ``allowed`` is empty or has a row per event: the
+    alphabet of each prediction (see `_predict`). Returns the (possibly reallocated) trie.
     """
     size = opts[O_A]
     bound = opts[O_BOUND]
     want_dist = dist_out.shape[0] > 0
+    want_entropy = h_out.shape[0] > 0
+    grouped = groups.shape[0] > 0
+    masked = allowed.shape[0] > 0
+    everything = np.zeros(0, np.bool_)
     out = np.empty(size)
     excluded = np.empty(size, np.bool_)
     for q in range(offsets.shape[0] - 1):
@@ -318,13 +352,18 @@ def _run(nodes, n, flat, offsets, opts, predict, learn, fresh, close, p_out, h_o
         for i in range(start, stop):
             sym = flat[i]
             if predict:
-                _predict(nodes, chain, c, opts, out, excluded)
+                _predict(nodes, chain, c, opts, out, excluded, allowed[i] if masked else everything)
                 p_out[i] = out[sym]
-                h = 0.0
-                for p in out:
-                    h -= p * np.log2(p)
-                h_out[i] = h
-                if want_dist:
+                if want_entropy:
+                    h = 0.0
+                    for p in out:
+                        if p > 0.0:
+                            h -= p * np.log2(p)
+                    h_out[i] = h
+                if want_dist and grouped:
+                    for s in range(size):
+                        dist_out[i, groups[s]] += out[s]
+                elif want_dist:
                     dist_out[i] = out
             if learn:
                 nodes, n, c = _learn(nodes, n, chain, c, sym, bound)
@@ -438,10 +477,12 @@ class PPM(SequenceModel):
             self.observe(state, token)
         return state
 
-    def predict(self, state: PPMState) -> np.ndarray:
+    def predict(self, state: PPMState, allowed: np.ndarray | None = None) -> np.ndarray:
+        """The next symbol's distribution; ``allowed`` (A,) bool restricts it to a sub-alphabet
+        (the others get probability 0), as IDyOM does for derived viewpoints."""
         out = np.empty(self.alphabet_size)
         _predict(state.trie.nodes, state.chain, state.length, self._opts, out,
-                 np.empty(self.alphabet_size, np.bool_))
+                 np.empty(self.alphabet_size, np.bool_), self._mask(allowed, 1)[0])
         return out
 
     def observe(self, state: PPMState, token: int) -> PPMState:
@@ -466,14 +507,23 @@ class PPM(SequenceModel):
 
     def distributions(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
         """The predicted distribution before every event, one (length, A) array per piece."""
-        return self.predict_pieces(sequences, distributions=True)[2]
+        return self.predict_pieces(sequences, distributions=True, entropies=False)[2]
 
-    def predict_pieces(self, sequences: Sequence[Sequence[int]], *, distributions: bool = False
+    def predict_pieces(self, sequences: Sequence[Sequence[int]], *, distributions: bool = False,
+                       allowed: Sequence[np.ndarray] | None = None, entropies: bool = True,
+                       groups: np.ndarray | None = None
                        ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
-        """p(event), entropy (bits) and, if asked, distributions for every event of every piece."""
+        """p(event), entropy (bits; an empty list when not ``entropies``) and, if asked,
+        distributions for every event of every piece.
+
+        ``allowed``: per piece, a (length, A) bool array restricting each prediction to a
+        sub-alphabet (see `predict`); None for the whole alphabet everywhere.
+        ``groups``: (A,) ints in 0..G-1; the distributions come back summed within each group,
+        (length, G) per piece (a marginal, without ever holding the (length, A) arrays).
+        """
         self._close_open()
-        return self._run(sequences, predict=True, learn=self.mode != "ltm",
-                         close=self.mode == "ltm+", distributions=distributions)
+        return self._run(sequences, predict=True, learn=self.mode != "ltm", close=self.mode == "ltm+",
+                         distributions=distributions, allowed=allowed, entropies=entropies, groups=groups)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -482,16 +532,42 @@ class PPM(SequenceModel):
             _close(self._trie.nodes, self._open.chain, self._open.length)
             self._open = None
 
-    def _run(self, sequences, *, predict, learn, close, distributions=False):
+    def _mask(self, allowed, rows: int) -> np.ndarray:
+        """``allowed`` as the kernels' (rows, A) bool array, or (rows or 1, 0) for no mask."""
+        if allowed is None:
+            return np.zeros((max(rows, 1), 0), np.bool_)
+        mask = np.ascontiguousarray(allowed, dtype=np.bool_).reshape(-1, self.alphabet_size)
+        if mask.shape[0] != rows:
+            raise ValueError(f"allowed has {mask.shape[0]} rows for {rows} events")
+        if not mask.any(axis=1).all():
+            raise ValueError("allowed must leave at least one symbol for every event")
+        return mask
+
+    def _run(self, sequences, *, predict, learn, close, distributions=False, allowed=None, entropies=True,
+             groups=None):
         if len(sequences) == 0:
             return [], [], []
         flat, offsets = _flatten(sequences, self.alphabet_size)
+        if allowed is not None:
+            if len(allowed) != len(sequences):
+                raise ValueError(f"allowed has {len(allowed)} pieces for {len(sequences)} sequences")
+            allowed = np.concatenate([np.reshape(a, (-1, self.alphabet_size)) for a in allowed])
+            mask = self._mask(allowed, flat.shape[0])
+        else:
+            mask = np.zeros((0, self.alphabet_size), np.bool_)
         size = flat.shape[0] if predict else 0
-        p_out, h_out = np.empty(size), np.empty(size)
-        dist_out = np.empty((size if distributions else 0, self.alphabet_size))
+        p_out, h_out = np.empty(size), np.empty(size if entropies else 0)
+        if groups is None:
+            groups = np.zeros(0, np.int64)
+            dist_out = np.empty((size if distributions else 0, self.alphabet_size))
+        else:
+            groups = np.asarray(groups, dtype=np.int64)
+            if groups.shape != (self.alphabet_size,) or (self.alphabet_size and groups.min() < 0):
+                raise ValueError(f"groups must be {self.alphabet_size} ints >= 0, one per symbol")
+            dist_out = np.zeros((size if distributions else 0, int(groups.max(initial=-1)) + 1))
         trie = self._trie if self._trie is not None else _Trie(4 * int(np.diff(offsets).max(initial=1)))
         trie.nodes, trie.n = _run(trie.nodes, trie.n, flat, offsets, self._opts, predict, learn,
-                                  self.mode == "stm", close, p_out, h_out, dist_out)
+                                  self.mode == "stm", close, p_out, h_out, dist_out, mask, groups)
         cuts = offsets[1:-1]
-        return (np.split(p_out, cuts) if predict else [], np.split(h_out, cuts) if predict else [],
+        return (np.split(p_out, cuts) if predict else [], np.split(h_out, cuts) if predict and entropies else [],
                 np.split(dist_out, cuts) if distributions else [])
