@@ -18,14 +18,14 @@ Legend: n notes, t tokens.
 
 from __future__ import annotations
 
-import typing
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
 
+from notelm.config import Config, SettingsError
 from notelm.encodings.vocab import BOS_ID, EOS_ID, N_SPECIAL, PAD_ID, UNK_ID, Vocabulary
 from notelm.errors import NotelmError
 from notelm.pieces import DEFAULT_VELOCITY, Piece, Track
@@ -46,30 +46,14 @@ class EncodingError(NotelmError):
         self.detail = detail
 
 
-class EncodingSettingsError(NotelmError, ValueError):
-    """Encoding settings that are invalid (a wrong value, an unknown name)."""
+EncodingSettingsError = SettingsError  # encoding settings that are invalid (a wrong value, an unknown name)
 
 
 # ---- settings ---------------------------------------------------------------------------------
 
 
-def _tupled(value: Any) -> Any:
-    """JSON lists back to the tuples a frozen config holds."""
-    if isinstance(value, list):
-        return tuple(_tupled(v) for v in value)
-    return value
-
-
-def _listed(value: Any) -> Any:
-    if isinstance(value, (tuple, list)):
-        return [_listed(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _listed(v) for k, v in value.items()}
-    return value
-
-
 @dataclass(frozen=True)
-class EncodingConfig:
+class EncodingConfig(Config):
     """Base of every encoding's settings: frozen, validated, JSON round trip."""
 
     def require(self, ok: bool, message: str) -> None:
@@ -82,21 +66,6 @@ class EncodingConfig:
         bad_bool = isinstance(value, bool) and kind in (int, float, (int, float))
         names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
         self.require(isinstance(value, kind) and not bad_bool, f"{name} must be {names}; got {value!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return _listed(asdict(self))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EncodingConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise EncodingSettingsError(
-                f"unknown setting(s) {', '.join(sorted(unknown))} for {cls.__name__}; known: {', '.join(sorted(known))}"
-            )
-        hints = typing.get_type_hints(cls)
-        values = {k: v if typing.get_origin(hints[k]) is dict else _tupled(v) for k, v in data.items()}
-        return cls(**values)
 
 
 # ---- helpers shared by encodings ---------------------------------------------------------------

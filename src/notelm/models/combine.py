@@ -20,11 +20,12 @@ Legend: m model, A alphabet size, N events.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from notelm.config import Config
 from notelm.evaluation import entropy, predict_distributions
 from notelm.models.base import SequenceModel
 
@@ -32,7 +33,7 @@ METHODS = ("arithmetic", "geometric")
 
 
 @dataclass(frozen=True)
-class CombineConfig:
+class CombineConfig(Config):
     """method: "arithmetic" or "geometric"; bias: the exponent b >= 0 (0 = equal weights).
 
     Defaults are IDyOM's for LTM+STM (`mvs/params.lisp`: geometric, bias 7); Pearce (2005)
@@ -53,16 +54,6 @@ class CombineConfig:
         """Arithmetic mean with b = 2, as in Pearce (2005) Table 6.x for LTM+ with STM."""
         return cls(method="arithmetic", bias=2.0)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CombineConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown CombineConfig keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**data)
 
 
 def entropy_weights(distributions: Sequence[np.ndarray], bias: float) -> np.ndarray:

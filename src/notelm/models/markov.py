@@ -20,24 +20,16 @@ Legend: A alphabet size, N events, o context order.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
+from notelm.config import Config
 from notelm.models.base import SequenceModel
 
 
-def _from_dict(cls, data: dict[str, Any]):
-    known = {f.name for f in fields(cls)}
-    unknown = set(data) - known
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys {sorted(unknown)}; known: {sorted(known)}")
-    return cls(**data)
-
-
 @dataclass(frozen=True)
-class MarkovConfig:
+class MarkovConfig(Config):
     """order: context length n of an order-n chain; alpha: pseudo-count per symbol (> 0);
     backoff: centre the pseudo-counts on the order n-1 estimate instead of uniform."""
 
@@ -53,12 +45,6 @@ class MarkovConfig:
         if not isinstance(self.backoff, bool):
             raise ValueError(f"backoff must be True or False; got {self.backoff!r}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MarkovConfig:
-        return _from_dict(cls, data)
 
 
 def _check_symbols(flat: np.ndarray, alphabet_size: int) -> None:
@@ -182,7 +168,7 @@ class MarkovChain(SequenceModel):
 
 
 @dataclass(frozen=True)
-class RepetitionConfig:
+class RepetitionConfig(Config):
     """eps: probability that the next symbol differs from the previous one (0 < eps < 1)."""
 
     eps: float = 0.1
@@ -191,12 +177,6 @@ class RepetitionConfig:
         if not isinstance(self.eps, int | float) or not 0 < self.eps < 1:
             raise ValueError(f"eps must be a number strictly between 0 and 1; got {self.eps!r}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RepetitionConfig:
-        return _from_dict(cls, data)
 
 
 class Repetition(SequenceModel):

@@ -30,12 +30,12 @@ Legend: A alphabet size, n trie nodes, o context order (length), c chain length.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
 
+from notelm.config import Config
 from notelm.models.base import SequenceModel
 
 ESCAPES = ("a", "b", "c", "d", "ax")
@@ -51,7 +51,7 @@ O_A, O_ESC, O_BOUND, O_SD, O_MIX, O_EXCL, O_UPEX = range(7)
 
 
 @dataclass(frozen=True)
-class PPMConfig:
+class PPMConfig(Config):
     """Smoothing settings of one PPM model; defaults are IDyOM's long-term model (C*I).
 
     escape: "a", "b", "c", "d" or "ax" (Pearce 2005 §6.2.3.1; AX is IDyOM's ``:x``).
@@ -92,16 +92,6 @@ class PPMConfig:
         """IDyOM's STM default: escape AX, unbounded, interpolated, update exclusion."""
         return cls(escape="ax", update_exclusion=True)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PPMConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown PPMConfig keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**data)
 
     def options(self, alphabet_size: int) -> np.ndarray:
         """The settings as the kernels' int64 option vector."""
