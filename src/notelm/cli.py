@@ -297,6 +297,194 @@ def quickstart(out_dir: Path = typer.Option(Path("notelm-runs/quickstart"), "--o
     run_quickstart(out_dir, force=force, console=out, progress_bar=progress_bar)
 
 
+# ---- notelm train / evaluate / compare / generate / bench (neural models) -------------------------
+
+bench_app = typer.Typer(no_args_is_help=True, help="Speed benchmarks of the neural engine.")
+app.add_typer(bench_app, name="bench")
+
+
+@app.command()
+def train(
+    model: str = typer.Argument(..., help="lstm or transformer."),
+    corpus: str | None = typer.Option(None, "--corpus", help="Corpus to train on (not needed with --resume)."),
+    root: Path | None = ROOT,
+    encoding: str = typer.Option("grid", "--encoding", help="Token encoding (grid, performance, remi, ...)."),
+    config: Path | None = typer.Option(None, "--config", help="YAML or JSON file with sections model, train, encoding."),
+    settings: list[str] = typer.Option([], "--set", help="A setting, section.key=value (repeatable), e.g. --set model.dim=64 --set train.lr=3e-4."),
+    preset: str = typer.Option("small", "--preset", help="debug (seconds on CPU), small or base."),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after this many optimiser steps."),
+    max_epochs: int | None = typer.Option(None, "--max-epochs", help="Stop after this many passes over the training tokens."),
+    devices: str = typer.Option("auto", "--devices", help="Lightning devices: a number, a list like 0,1, or auto."),
+    accelerator: str = typer.Option("auto", "--accelerator", help="cpu, gpu, mps or auto."),
+    strategy: str = typer.Option("auto", "--strategy", help="Lightning strategy: auto, ddp, fsdp, ..."),
+    num_nodes: int = typer.Option(1, "--num-nodes", help="Machines taking part (Lightning's cluster environment)."),
+    precision: str | None = typer.Option(None, "--precision", help="32-true, bf16-mixed, 16-mixed, ..."),
+    out_dir: Path = typer.Option(..., "--out", help="Run directory to create (or continue with --resume)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
+    threads: int | None = typer.Option(None, "--threads", help="Torch threads per process (default one per core; 1 on a busy CPU)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar or model summary."),
+) -> None:
+    """Train a neural model on an encoded corpus into a run directory (Lightning).
+
+    Example: notelm train lstm --corpus essen-erk --encoding grid --set encoding.transpose=true --max-steps 2000 --out runs/lstm
+    """
+    import os
+
+    from notelm.training import train as train_model
+
+    dev = int(devices) if devices.isdigit() else devices
+    path = train_model(model, out=out_dir, corpus=corpus, root=root, encoding=encoding, config_file=config,
+                       overrides=settings, preset=preset, max_steps=max_steps, max_epochs=max_epochs, devices=dev,
+                       accelerator=accelerator, strategy=strategy, num_nodes=num_nodes, precision=precision,
+                       resume=resume, progress=not quiet, threads=threads)
+    if os.environ.get("LOCAL_RANK", "0") == "0":
+        m = json.loads((path / "metrics.json").read_text())
+        best = m.get("best_val_loss")
+        out.print(f"{path}: {m['global_step']} steps in {m['train_seconds']:.0f} s, best validation "
+                  + (f"{best:.4f} nats = {best / 0.6931471805599453:.4f} bits per token" if best is not None else "none"))
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="A run directory made by notelm train."),
+    corpus: str = typer.Option(..., "--corpus", help="Corpus to evaluate on."),
+    root: Path | None = ROOT,
+    split: str = typer.Option("test", "--split", help="train, valid or test."),
+    as_json: bool = JSON,
+) -> None:
+    """Bits per event and accuracy of a trained model on a corpus split (the evaluation PPM uses).
+
+    Example: notelm evaluate runs/lstm --corpus essen-erk --split test --json
+    """
+    from notelm.leaderboard import evaluate_run
+
+    r = evaluate_run(run, corpus=corpus, root=root, split=split)
+    if as_json:
+        print(json.dumps(r, indent=2))
+        return
+    table = Table(title=f"{r['model']} ({run}) on {corpus} {split}", show_header=False)
+    table.add_row(r["unit"], f"{r['bits_per_event']:.4f}")
+    table.add_row("accuracy (argmax)", f"{r['accuracy']:.4f}")
+    table.add_row("mean IC per piece (bits)", f"{r['mean_ic_per_piece']:.4f}")
+    table.add_row("pieces / events", f"{r['pieces']:,} / {r['events']:,}")
+    table.add_row("skipped pieces", ", ".join(f"{k}: {v}" for k, v in r["skipped"].items()) or "none")
+    out.print(table)
+
+
+@app.command()
+def compare(
+    runs: list[Path] = typer.Argument(..., help="Run directories to compare."),
+    corpus: str = typer.Option(..., "--corpus", help="Corpus to evaluate them on."),
+    root: Path | None = ROOT,
+    split: str = typer.Option("test", "--split", help="train, valid or test."),
+    png: Path | None = typer.Option(None, "--png", help="Also draw the leaderboard as a bar chart (PNG)."),
+    as_json: bool = JSON,
+) -> None:
+    """A leaderboard of trained runs on one corpus split: bits per event (per encoding), accuracy.
+
+    Example: notelm compare runs/lstm runs/transformer --corpus essen-erk --png leaderboard.png
+    """
+    from notelm.leaderboard import compare_runs, plot_leaderboard
+
+    rows = compare_runs(runs, corpus=corpus, root=root, split=split)
+    if png is not None:
+        plot_leaderboard(rows, png, title=f"{corpus} {split}")
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("run", "model", "encoding", "bits/event", "accuracy", "events", "parameters",
+                  title=f"Leaderboard: {corpus} {split} (bits per event of each row's encoding)")
+    for r in rows:
+        table.add_row(Path(r["run"]).name, r["model"], r["encoding"], f"{r['bits_per_event']:.4f}", f"{r['accuracy']:.4f}",
+                      f"{r['events']:,}", f"{r['parameters']:,}" if r["parameters"] else "")
+    out.print(table)
+    if png is not None:
+        out.print(f"chart written to {png}")
+
+
+@app.command()
+def generate(
+    run: Path = typer.Argument(..., help="A run directory made by notelm train."),
+    output: Path = typer.Option(..., "--out", help="MIDI file to write."),
+    primer: Path | None = typer.Option(None, "--primer", help="A MIDI/ABC/MusicXML/kern file to continue."),
+    length: int | None = typer.Option(None, "--length", help="Tokens to sample (default 512; sampling stops at the end of a piece)."),
+    seconds: float | None = typer.Option(None, "--seconds", help="Seconds of music to make instead of --length."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature (0 = most likely token)."),
+    top_k: int | None = typer.Option(None, "--top-k", help="Sample among the k most likely tokens."),
+    top_p: float | None = typer.Option(None, "--top-p", help="Nucleus sampling: the smallest set with this much probability."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (reproducible output)."),
+    no_stop: bool = typer.Option(False, "--no-stop", help="Do not stop at the end-of-piece token."),
+    min_length: int = typer.Option(0, "--min-length", help="Hold the end-of-piece token back for this many tokens."),
+    wav: Path | None = typer.Option(None, "--wav", help="Also render audio (a General MIDI SoundFont found offline)."),
+    png: Path | None = typer.Option(None, "--png", help="Also draw the piano roll."),
+    soundfont: Path | None = typer.Option(None, "--soundfont", help="SoundFont (.sf2/.sf3) for --wav."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+    as_json: bool = JSON,
+) -> None:
+    """Sample music from a trained model (the one sampler), as MIDI, and optionally WAV and PNG.
+
+    Example: notelm generate runs/lstm --temperature 0.6 --seed 1 --out song.mid --wav song.wav --png song.png
+    """
+    from notelm.compose import generate as compose
+    from notelm.generation import check_settings
+    from notelm.io import write_midi
+    from notelm.io.files import OutputExistsError
+
+    check_settings(length=length, temperature=temperature, top_k=top_k, top_p=top_p)
+    for path in (output, wav, png):
+        if path is not None and path.exists() and not force:
+            raise OutputExistsError(path)
+    g = compose(run, primer=primer, length=length, seconds=seconds, temperature=temperature, top_k=top_k,
+                top_p=top_p, seed=seed, stop_at_eos=not no_stop, min_length=min_length)
+    write_midi(g.piece, output, force=force)
+    result = {"midi": str(output), "tokens": len(g.tokens) - g.primer_tokens, "primer_tokens": g.primer_tokens,
+              "notes": len(g.piece), "duration": g.piece.end, "time_unit": g.piece.time_unit,
+              "stopped_at_eos": g.stopped_at_eos}
+    if png is not None:
+        from notelm.render import plot_pianoroll
+
+        plot_pianoroll(g.piece, png, force=force, mark_from=g.primer_end or None)
+        result["png"] = str(png)
+    if wav is not None:
+        from notelm.render import render_wav
+
+        rendered = render_wav(g.piece, wav, soundfont=soundfont, force=force)
+        result.update(wav=str(wav), wav_seconds=rendered.seconds, synthesizer=rendered.synthesizer)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    out.print(f"{output}: {result['notes']} notes, {result['duration']:g} {result['time_unit']}s "
+              f"({result['tokens']} tokens{', ended at the end-of-piece token' if g.stopped_at_eos else ''})")
+    for key in ("png", "wav"):
+        if key in result:
+            out.print(f"{result[key]}" + (f" ({result['synthesizer']})" if key == "wav" else ""))
+
+
+@bench_app.command("generation")
+def bench_generation(
+    context: int = typer.Option(2048, "--context", help="Tokens of context when sampling."),
+    new_tokens: int = typer.Option(64, "--tokens", help="Tokens to sample each way."),
+    preset: str = typer.Option("small", "--preset", help="Transformer size: debug, small or base."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    as_json: bool = JSON,
+) -> None:
+    """Transformer sampling speed with and without the KV cache, same model, same run.
+
+    Example: notelm bench generation --context 2048 --json
+    """
+    from notelm.benchmarks import generation_speed, machine
+
+    if context < new_tokens + 2:
+        raise NotelmError(f"--context must exceed --tokens + 1 ({new_tokens + 1})")
+    r = {**generation_speed(context=context, new_tokens=new_tokens, preset=preset, device=device), "machine": machine()}
+    if as_json:
+        print(json.dumps(r, indent=2))
+        return
+    out.print(f"context {context}, {preset} transformer on {device}: cached {r['cached_tokens_per_s']:.1f} tokens/s, "
+              f"uncached {r['uncached_tokens_per_s']:.1f} tokens/s ({r['speedup']:.1f}x); "
+              f"largest log-probability difference {r['max_abs_log_prob_diff']:.2e}")
+
+
 @app.callback(invoke_without_command=True)
 def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
     if version:

@@ -69,7 +69,8 @@ def run_quickstart(out_dir: Path, *, force: bool, console: Console, progress_bar
     console.print(table)
     leaderboard = _leaderboard(console, progress_bar)
     generated = _generate(out_dir)
-    report = {"corpora": infos, "leaderboard": leaderboard, "generated": generated,
+    neural = _neural(out_dir, console, progress_bar)
+    report = {"corpora": infos, "leaderboard": leaderboard, "generated": generated, "neural": neural,
               "seconds": round(time.perf_counter() - started, 1)}
     atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2))
     atomic_write_text(out_dir / "report.md", _markdown(report))
@@ -108,6 +109,69 @@ def _generate(out_dir: Path) -> list[str]:
     return [str(p) for p in paths]
 
 
+# ---- neural models: LSTM and Transformer on the tutorial's data -----------------------------------
+
+NEURAL_CORPUS, NEURAL_ENCODING = "essen-erk", "grid"
+# (model, settings, steps): about a minute each on two CPU cores, one torch thread (see training/train.py)
+NEURAL_ROWS = [
+    ("lstm", ["encoding.transpose=true", "train.val_every=500"], 3500),
+    ("transformer", ["encoding.transpose=true", "model.context=128", "train.warmup_steps=50", "train.val_every=100"], 400),
+]
+
+
+def _neural(out_dir: Path, console: Console, progress_bar) -> list[dict]:
+    """Train small LSTM and Transformer models on essen-erk (grid encoding, transposed to C,
+    the tutorial's setting), evaluate them on the test split, and write one generated song
+    each as MIDI, WAV and a piano-roll PNG."""
+    from notelm.compose import generate
+    from notelm.io import write_midi
+    from notelm.leaderboard import evaluate_run
+    from notelm.render import SoundFontNotFoundError, plot_pianoroll, render_wav
+    from notelm.training import train
+
+    rows = []
+    for i, (model, settings, steps) in enumerate(NEURAL_ROWS):
+        with progress_bar(f"training {model} on {NEURAL_CORPUS}") as progress:
+            progress(i, len(NEURAL_ROWS))
+            run = train(model, out=out_dir / "runs" / model, corpus=NEURAL_CORPUS, encoding=NEURAL_ENCODING,
+                        preset="small", overrides=settings, max_steps=steps, progress=False, threads=1)
+        row = evaluate_run(run, corpus=NEURAL_CORPUS, split="test")
+        g = generate(run, temperature=0.8, seed=0, min_length=64)  # at least four 4/4 bars of 16ths
+        stem = out_dir / "generated" / f"{model}-{NEURAL_CORPUS}"
+        row["midi"] = str(write_midi(g.piece, stem.with_suffix(".mid")))
+        row["png"] = str(plot_pianoroll(g.piece, stem.with_suffix(".png")))
+        try:
+            row["wav"] = str(render_wav(g.piece, stem.with_suffix(".wav")).path)
+        except SoundFontNotFoundError as e:
+            row["wav"] = None
+            console.print(f"no WAV: {e}")
+        rows.append(row)
+    table = Table("model", "encoding", "bits/step", "accuracy", "parameters", "train s",
+                  title=f"Leaderboard (neural): {NEURAL_CORPUS} test split, bits per 16th-note grid step "
+                        "(not per note: not comparable with the IDyOM rows)")
+    for r in rows:
+        table.add_row(r["model"], r["encoding"], f"{r['bits_per_event']:.3f}", f"{r['accuracy']:.3f}",
+                      f"{r['parameters']:,}", f"{r['train_seconds']:.0f}")
+    console.print(table)
+    return rows
+
+
+def _neural_markdown(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["", f"## Leaderboard (neural): {NEURAL_CORPUS}, grid encoding, test split", "",
+             "Bits per event of the grid encoding (one event = one 16th-note step: a pitch, a hold `_` or a "
+             "rest `r`, and the end-of-song token), so these figures are not comparable with the IDyOM rows "
+             "above (bits per note, pitch only).", "",
+             "| model | corpus | encoding | unit | bits/event | accuracy | parameters | training s | generated |",
+             "|---|---|---|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        files = ", ".join(f"`{Path(r[k]).name}`" for k in ("midi", "wav", "png") if r.get(k))
+        lines.append(f"| {r['model']} | {r['corpus']} | {r['encoding']} | {r['unit']} | {r['bits_per_event']:.3f} | "
+                     f"{r['accuracy']:.3f} | {r['parameters']:,} | {r['train_seconds']:.0f} | {files} |")
+    return lines
+
+
 def _markdown(report: dict) -> str:
     lines = ["# notelm quickstart", "", "## Bundled corpora", "",
              "| corpus | pieces | notes | distinct pitches | range | train/valid/test | skipped |",
@@ -125,6 +189,7 @@ def _markdown(report: dict) -> str:
                      f"{r['mean_entropy']:.3f} | {r['seconds']:.2f} |")
     if report["generated"]:
         lines += ["", "## Generated", ""] + [f"- `{p}`" for p in report["generated"]]
+    lines += _neural_markdown(report.get("neural", []))
     skipped = [s for i in report["corpora"] for s in i["skipped"]]
     if skipped:
         lines += ["", "### Skipped", ""] + [f"- `{s['path']}`: {s['reason']}" for s in skipped]

@@ -27,7 +27,10 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, force: bool = False) ->
         raise OutputExistsError(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; an output file gets the usual rights
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)

@@ -36,10 +36,27 @@ def build_repetition(*, alphabet_size: int, config: RepetitionConfig | dict | No
     return Repetition(alphabet_size=alphabet_size, config=_config(RepetitionConfig, config))
 
 
+def build_lstm(*, alphabet_size: int, config: dict | None = None, **options: Any) -> SequenceModel:
+    """An untrained LSTM (models/lstm.py) as a model; `notelm train lstm` trains one.
+    (Imported here: torch loads only when a neural model is asked for.)"""
+    from notelm.models.neural import build_neural
+
+    return build_neural("lstm", alphabet_size=alphabet_size, config=config, **options)
+
+
+def build_transformer(*, alphabet_size: int, config: dict | None = None, **options: Any) -> SequenceModel:
+    """An untrained decoder-only Transformer (models/transformer.py); `notelm train transformer`."""
+    from notelm.models.neural import build_neural
+
+    return build_neural("transformer", alphabet_size=alphabet_size, config=config, **options)
+
+
 MODELS: dict[str, Callable[..., SequenceModel]] = {
     "ppm": build_ppm,
     "markov": build_markov,
     "repetition": build_repetition,
+    "lstm": build_lstm,
+    "transformer": build_transformer,
 }
 
 

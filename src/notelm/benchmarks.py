@@ -1,0 +1,113 @@
+"""Speed of the neural engine, measured the same way by ``notelm bench`` and ``bench/``.
+
+- `generation_speed`: tokens per second of sampling from one Transformer at a given
+  context, with the KV cache (one token's work per step) and without it (the whole window
+  recomputed every step), through the same sampler; plus the largest difference between the
+  two paths' next-token log-probabilities (they must agree).
+- `training_speed`: training tokens per second (forward, backward, optimiser step) of a
+  network family's preset on random tokens.
+
+Weights are random: speed does not depend on them.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from typing import Any
+
+import numpy as np
+
+GRID_VOCAB = 134  # the grid encoding's vocabulary (pitches 0-127, rest, hold, 4 specials)
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"platform": platform.platform(), "cpu": cpu, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def generation_speed(*, context: int = 2048, new_tokens: int = 64, preset: str = "small", seed: int = 0,
+                     device: str = "cpu") -> dict[str, Any]:
+    """Sample ``new_tokens`` after a primer that fills the context up to ``context``, with and
+    without the cache, from one randomly initialised Transformer (``preset`` sizes)."""
+    import torch
+
+    from notelm.generation import sample
+    from notelm.models.neural import NeuralModel, build_network
+    from notelm.models.transformer import PRESETS
+
+    if context < new_tokens + 2:
+        raise ValueError(f"context must exceed new_tokens + 1 ({new_tokens + 1}); got {context}")
+    torch.manual_seed(seed)
+    cfg = {**PRESETS[preset]["model"], "context": context, "vocab_size": GRID_VOCAB, "dropout": 0.0}
+    net = build_network("transformer", cfg)
+    primer = np.random.default_rng(seed).integers(4, GRID_VOCAB, size=context - new_tokens - 1).tolist()
+    result: dict[str, Any] = {"context": context, "new_tokens": new_tokens, "preset": preset, "model": cfg,
+                              "device": device, "dtype": "float32"}
+    models = {name: NeuralModel(net, context=context, dtype=torch.float32, device=device, use_cache=cached)
+              for name, cached in (("cached", True), ("uncached", False))}
+    tokens = {}
+    for name, model in models.items():
+        state = model.start(primer)  # the prefill, not timed: both paths do it once
+        t0 = time.perf_counter()
+        tokens[name] = sample(model, length=new_tokens, seed=seed, state=state)
+        if device != "cpu":
+            torch.cuda.synchronize()
+        result[f"{name}_tokens_per_s"] = new_tokens / (time.perf_counter() - t0)
+    result["speedup"] = result["cached_tokens_per_s"] / result["uncached_tokens_per_s"]
+    # the two paths' predictions along the cached path's tokens
+    states = {name: m.start(primer) for name, m in models.items()}
+    diff = 0.0
+    for tok in tokens["cached"][:16]:
+        p = {name: np.log(models[name].predict(s)) for name, s in states.items()}
+        diff = max(diff, float(np.abs(p["cached"] - p["uncached"]).max()))
+        states = {name: models[name].observe(s, tok) for name, s in states.items()}
+    result["max_abs_log_prob_diff"] = diff
+    result["same_tokens"] = tokens["cached"] == tokens["uncached"]
+    return result
+
+
+def training_speed(model: str, preset: str, *, steps: int = 10, warmup: int = 2, seed: int = 0) -> dict[str, Any]:
+    """Training tokens per second of ``model`` at ``preset`` (its batch size and context) on CPU."""
+    import torch
+
+    from notelm.models.neural import build_network, family
+    from notelm.training.config import TrainConfig
+    from notelm.training.task import LanguageModelTask
+
+    torch.manual_seed(seed)
+    p = family(model).presets[preset]
+    cfg = {**p["model"], "vocab_size": GRID_VOCAB}
+    net = build_network(model, cfg)
+    train = TrainConfig.from_dict({k: v for k, v in p["train"].items()})
+    task = LanguageModelTask(net, train=train, total_steps=steps + warmup)
+    optimizer = task.configure_optimizers()["optimizer"]
+    b, t = train.batch_size, cfg["context"]
+    rng = torch.Generator().manual_seed(seed)
+    task.train()
+    elapsed = 0.0
+    for i in range(warmup + steps):
+        x = torch.randint(4, GRID_VOCAB, (b, t + 1), generator=rng)
+        t0 = time.perf_counter()
+        total, count, _ = task.losses(x[:, :-1], x[:, 1:])
+        loss = total / count
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        optimizer.step()
+        if i >= warmup:
+            elapsed += time.perf_counter() - t0
+    return {"model": model, "preset": preset, "parameters": sum(q.numel() for q in net.parameters()),
+            "batch_size": b, "context": t, "steps": steps, "tokens_per_s": steps * b * t / elapsed,
+            "seconds_per_step": elapsed / steps}

@@ -1,0 +1,121 @@
+"""Music from a trained run: encode a primer, sample with `notelm.generation.sample` (the one
+sampler), decode, and trim to a length in seconds.
+
+A neural model keeps its state between steps (the LSTM its recurrent state, the
+Transformer its KV cache), so each sampled token costs one token's work.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from notelm.encodings.vocab import EOS_ID
+from notelm.errors import NotelmError
+from notelm.models.base import SequenceModel
+from notelm.pieces import Piece
+
+DEFAULT_LENGTH = 512  # tokens, when neither a length nor a duration is asked for
+
+
+@dataclass(frozen=True)
+class Generated:
+    """A generated piece (primer included), its token ids, and how the sampling went."""
+
+    piece: Piece
+    tokens: list[int]
+    primer_tokens: int
+    stopped_at_eos: bool
+    primer_end: float  # where the primer ends in the piece's time unit (0 without one)
+
+
+def primer_tokens(encoding, path: str | Path, *, melodic: bool) -> tuple[list[int], float]:
+    """Token ids of the first piece in a file (up to its EOS) and where it ends."""
+    from notelm.encodings.base import content_ids
+    from notelm.io import read
+
+    piece = read(path)[0]
+    if melodic:
+        piece = piece.melody()
+    ids = content_ids(encoding.encode(piece), len(encoding.vocab))
+    return [int(t) for t in ids], encoding.decode(ids).end
+
+
+def _trim(piece: Piece, seconds: float) -> Piece:
+    """The notes that start within ``seconds`` (the grid's beats count at 120 qpm)."""
+    from notelm.encodings.base import to_seconds
+
+    onset = to_seconds(piece).onset
+    return piece.with_notes(onset < seconds)
+
+
+class NoEarlyEnd(SequenceModel):
+    """``model`` with EOS held back until ``min_length`` tokens have been sampled after the
+    primer (Hugging Face's ``min_length``): its probability goes to the other tokens."""
+
+    def __init__(self, model: SequenceModel, min_length: int, primer_length: int) -> None:
+        self.model, self.min_length, self.primer_length = model, min_length, primer_length
+        self.alphabet_size = model.alphabet_size
+        self.sampled = 0
+
+    def start(self, primer=()):
+        self.sampled = 0
+        return self.model.start(primer)
+
+    def predict(self, state) -> np.ndarray:
+        p = self.model.predict(state)
+        if self.sampled < self.min_length:
+            p = p.copy()
+            p[EOS_ID] = 1e-12
+            p /= p.sum()
+        return p
+
+    def observe(self, state, token: int):
+        self.sampled += 1
+        return self.model.observe(state, token)
+
+
+def generate(run: str | Path, *, primer: str | Path | None = None, length: int | None = None,
+             seconds: float | None = None, temperature: float = 1.0, top_k: int | None = None,
+             top_p: float | None = None, seed: int | None = None, stop_at_eos: bool = True,
+             min_length: int = 0) -> Generated:
+    """Sample from the model of run directory ``run`` (see the module docstring).
+
+    ``length``: tokens to sample; ``seconds``: music to make (sampled tokens are estimated from
+    the training data's tokens per second, and the piece is trimmed to it). Sampling stops at
+    EOS (the end of a piece) unless ``stop_at_eos`` is False, and never before ``min_length``
+    sampled tokens.
+    """
+    import torch
+
+    from notelm.generation import sample
+    from notelm.runs import open_run
+
+    if length is not None and seconds is not None:
+        raise NotelmError("give --length or --seconds, not both")
+    if seconds is not None and not seconds > 0:
+        raise NotelmError(f"--seconds must be > 0; got {seconds}")
+    r = open_run(run)
+    encoding = r.encoding()
+    model = r.model(dtype=torch.float32)
+    melodic = bool(r.config["data"].get("melodic", True))
+    prime, prime_end = primer_tokens(encoding, primer, melodic=melodic) if primer else ([], 0.0)
+    if seconds is not None:
+        rate = r.config["data"].get("tokens_per_second") or 8.0
+        length = math.ceil(seconds * rate * 1.25) + 8
+    length = DEFAULT_LENGTH if length is None else length
+    if min_length:
+        model = NoEarlyEnd(model, min_length, len(prime))
+    tokens = sample(model, length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                    primer=prime, stop=(EOS_ID,) if stop_at_eos else ())
+    ids = [t for t in prime + tokens if t != EOS_ID] if not stop_at_eos else prime + tokens
+    piece = encoding.decode(np.asarray(ids, dtype=np.int64))
+    if seconds is not None:
+        piece = _trim(piece, seconds)
+    title = f"{r.model_name} on {r.config['data']['corpus']} (T={temperature}, seed={seed})"
+    piece = replace(piece, meta=replace(piece.meta, title=title, id=f"{Path(run).name}-generated"))
+    return Generated(piece=piece, tokens=prime + tokens, primer_tokens=len(prime),
+                     stopped_at_eos=bool(tokens) and tokens[-1] == EOS_ID, primer_end=prime_end)

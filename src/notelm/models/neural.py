@@ -1,0 +1,236 @@
+"""`NeuralModel`: any torch network that maps token ids to next-token logits, as a
+`SequenceModel` — the one adapter every neural family (LSTM, Transformer, ...) goes through.
+
+A network implements ``forward(idx (b, t), state) -> (logits (b, t, v), state)`` and
+``new_cache(batch)`` (the empty state to extend: a `KVCache`, or None for a recurrent
+network that starts from zeros). The adapter adds what the model interface promises:
+
+- Every piece starts with BOS (id 1) as the first input, so the first event is predicted too.
+- Probabilities are float64, never zero: the softmax over the tokens a model may emit (PAD,
+  BOS and UNK are never targets, so they get no mass) mixed with ``FLOOR`` of a uniform.
+- Windowed networks (a Transformer's context L) see at most L inputs. The prediction after
+  m inputs uses the window starting at a(m) = max(0, ceil((m - L) / S)) * S with stride S:
+  the window that gives it the most context on a grid of starts every S tokens. Positions
+  count from the window's start. `distributions` (the batched path, one forward pass per
+  window, windows batched together) and `start`/`predict`/`observe` (the step path, which
+  extends the KV cache and re-fills it from the last window when the window moves) therefore
+  see exactly the same inputs, and agree to rounding.
+- Recurrent networks are not windowed: the state carries the whole piece.
+
+Legend: n events of a piece, t window length, v vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from notelm.encodings.vocab import BOS_ID, PAD_ID, UNK_ID
+from notelm.errors import UnknownNameError
+from notelm.models import lstm, transformer
+from notelm.models.base import SequenceModel
+
+FLOOR = 1e-10  # mass spread uniformly so that no event has probability zero
+NEVER_PREDICTED = (PAD_ID, BOS_ID, UNK_ID)
+SMALL_CALL = 128  # tokens: a forward pass this short runs on `step_threads` threads
+
+
+# ---- the families of networks ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Family:
+    """A network family: its config class, network class, presets, and whether it is windowed
+    (attends over at most ``config.context`` inputs) or recurrent."""
+
+    config_class: type
+    network_class: type
+    presets: dict[str, dict[str, dict[str, Any]]]
+    windowed: bool
+    description: str = ""
+
+
+NETWORKS: dict[str, Family] = {
+    "lstm": Family(lstm.LSTMConfig, lstm.LSTM, lstm.PRESETS, windowed=False,
+                   description="embedding, LSTM, dropout, linear (the grid tutorial's network)"),
+    "transformer": Family(transformer.TransformerConfig, transformer.Transformer, transformer.PRESETS, windowed=True,
+                          description="decoder-only, pre-norm, rotary positions, SDPA, KV cache"),
+}
+
+
+def family(name: str) -> Family:
+    if name not in NETWORKS:
+        raise UnknownNameError("neural model", name, list(NETWORKS))
+    return NETWORKS[name]
+
+
+def build_network(name: str, config: dict[str, Any]) -> nn.Module:
+    """A freshly initialised network of family ``name`` from its config dict."""
+    fam = family(name)
+    return fam.network_class(fam.config_class.from_dict(config))
+
+
+# ---- probabilities -----------------------------------------------------------------------------
+
+
+def allowed_tokens(vocab_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(v,) bool: the tokens a model may emit (everything but PAD, BOS and UNK)."""
+    mask = torch.ones(vocab_size, dtype=torch.bool, device=device)
+    mask[list(NEVER_PREDICTED)] = False
+    return mask
+
+
+def probabilities(logits: torch.Tensor, allowed: torch.Tensor) -> np.ndarray:
+    """Float64 probabilities (..., v) from logits: softmax over the allowed tokens, then
+    mixed with FLOOR of a uniform so nothing is zero."""
+    z = logits.to(torch.float64).masked_fill(~allowed, float("-inf"))
+    p = torch.softmax(z, dim=-1)
+    return ((1.0 - FLOOR) * p + FLOOR / logits.shape[-1]).cpu().numpy()
+
+
+def window_starts(n: int, context: int | None, stride: int) -> np.ndarray:
+    """Start of the window used for the prediction after each of m = 1..n inputs: (n,)."""
+    m = np.arange(1, n + 1)
+    if context is None:
+        return np.zeros(n, dtype=np.int64)
+    return np.maximum(0, -((context - m) // stride)) * stride  # ceil((m - L) / S) * S, floored at 0
+
+
+# ---- the adapter ------------------------------------------------------------------------------
+
+
+@dataclass
+class NeuralState:
+    """A piece in progress: BOS + tokens so far, the window start, the network's state after
+    ``history[start:]`` (KV cache or recurrent state) and the logits for the next token."""
+
+    history: list[int]
+    start: int = 0
+    cache: Any = None
+    logits: torch.Tensor | None = field(default=None, repr=False)
+
+
+class NeuralModel(SequenceModel):
+    """A next-token network as a `SequenceModel` (see the module docstring).
+
+    context: the window length of a windowed network (None: unbounded, e.g. an LSTM).
+    stride: how far the window moves (default context // 2). dtype: float64 by default, so
+    the batched and step paths agree to 1e-6 whatever the kernels' summation order; float32
+    for speed. use_cache: keep the KV cache / recurrent state between steps (False recomputes
+    the whole window every step: the baseline of the generation benchmark). step_threads:
+    torch threads for a one-token step on CPU (a single token is too little work to share:
+    handing it to several threads costs more than it saves, and far more on a busy machine).
+    The network is moved to ``device`` and ``dtype`` and put in eval mode.
+    """
+
+    def __init__(self, network: nn.Module, *, context: int | None = None, stride: int | None = None,
+                 dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu",
+                 use_cache: bool = True, max_batch_tokens: int = 32768, step_threads: int | None = 1) -> None:
+        self.network = network.to(device=device, dtype=dtype).eval()
+        self.alphabet_size = int(network.config.vocab_size)
+        self.context = context
+        self.stride = max(1, stride or (context // 2 if context else 1))
+        if context is not None and not 1 <= self.stride <= context:
+            raise ValueError(f"stride must be in 1..context ({context}); got {self.stride}")
+        self.device = torch.device(device)
+        self.use_cache = use_cache
+        self.max_batch_tokens = max_batch_tokens
+        self.step_threads = step_threads if self.device.type == "cpu" else None
+        self._allowed = allowed_tokens(self.alphabet_size, self.device)
+
+    def __repr__(self) -> str:
+        return f"NeuralModel({type(self.network).__name__}, context={self.context}, stride={self.stride})"
+
+    # ---- step path ------------------------------------------------------------------------------
+
+    def _start_of(self, m: int) -> int:
+        return int(window_starts(m, self.context, self.stride)[-1])
+
+    def _run(self, ids: Sequence[int], cache: Any) -> tuple[torch.Tensor, Any]:
+        x = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
+        threads = torch.get_num_threads()
+        if len(ids) <= SMALL_CALL and self.step_threads:
+            torch.set_num_threads(self.step_threads)
+        try:
+            logits, cache = self.network(x, cache)
+        finally:
+            torch.set_num_threads(threads)
+        return logits[0, -1], cache
+
+    def _refill(self, state: NeuralState) -> NeuralState:
+        """Compute the state from scratch over the current window."""
+        state.start = self._start_of(len(state.history))
+        cache = self.network.new_cache(1) if self.use_cache else None
+        state.logits, state.cache = self._run(state.history[state.start:], cache)
+        return state
+
+    @torch.inference_mode()
+    def start(self, primer: Sequence[int] = ()) -> NeuralState:
+        return self._refill(NeuralState(history=[BOS_ID, *(int(t) for t in primer)]))
+
+    def predict(self, state: NeuralState) -> np.ndarray:
+        return probabilities(state.logits, self._allowed)
+
+    @torch.inference_mode()
+    def observe(self, state: NeuralState, token: int) -> NeuralState:
+        """Append ``token``: one step of the network from the cached state, or a refill when
+        the window moves (or when caching is off). The state is updated in place."""
+        state.history.append(int(token))
+        if not self.use_cache or self._start_of(len(state.history)) != state.start:
+            return self._refill(state)
+        state.logits, state.cache = self._run([int(token)], state.cache)
+        return state
+
+    # ---- batched path ---------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def distributions(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """The distribution before every event of every piece: (n, v) float64 each.
+
+        Every window of every piece goes through the network once, windows of similar length
+        batched together; each prediction is taken from its own window (module docstring)."""
+        seqs = [np.asarray(s, dtype=np.int64).reshape(-1) for s in sequences]
+        out = [np.empty((len(s), self.alphabet_size)) for s in seqs]
+        jobs = []  # (piece, window start, window end, first owned input position)
+        for i, s in enumerate(seqs):
+            starts = window_starts(len(s), self.context, self.stride)
+            for a in np.unique(starts):
+                owned = np.flatnonzero(starts == a)
+                jobs.append((i, int(a), int(owned[-1]) + 1, int(owned[0])))
+        jobs.sort(key=lambda j: j[2] - j[1])
+        while jobs:
+            longest = jobs[-1][2] - jobs[-1][1]
+            batch = [jobs.pop() for _ in range(min(len(jobs), max(1, self.max_batch_tokens // longest)))]
+            x = torch.full((len(batch), longest), PAD_ID, dtype=torch.long)
+            for row, (i, a, b, _) in enumerate(batch):
+                inputs = np.r_[BOS_ID, seqs[i][:-1]][a:b]
+                x[row, : b - a] = torch.from_numpy(inputs)
+            logits, _ = self.network(x.to(self.device), None)
+            for row, (i, a, b, first) in enumerate(batch):
+                out[i][first:b] = probabilities(logits[row, first - a: b - a], self._allowed)
+        return out
+
+    def score(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """Per-event log2 probabilities, from `distributions`."""
+        out = []
+        for s, d in zip(sequences, self.distributions(sequences)):
+            s = np.asarray(s, dtype=np.int64).reshape(-1)
+            out.append(np.log2(d[np.arange(len(s)), s]))
+        return out
+
+
+def neural_model(name: str, network: nn.Module, **options: Any) -> NeuralModel:
+    """The `NeuralModel` of a network of family ``name`` (windowed families get their context)."""
+    context = network.config.context if family(name).windowed else None
+    return NeuralModel(network, context=context, **options)
+
+
+def build_neural(name: str, *, alphabet_size: int, config: dict | None = None, **options: Any) -> NeuralModel:
+    """An untrained network of family ``name`` as a model (for the model registry)."""
+    cfg = {**(config or {}), "vocab_size": alphabet_size}
+    return neural_model(name, build_network(name, cfg), **options)

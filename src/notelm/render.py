@@ -1,0 +1,177 @@
+"""Music out the other end: audio (WAV) through symusic's SoundFont synthesizer, and
+piano-roll pictures (PNG) with matplotlib.
+
+The SoundFont is found offline, never downloaded (symusic's ``BuiltInSF3`` would download
+one, so it is not used). Search order: the ``soundfont`` argument (``--soundfont``), the
+``NOTELM_SOUNDFONT`` variable, the General MIDI SoundFont that the ``pretty_midi`` package
+ships (TimGM6mb.sf2), then the usual system folders (Debian's ``fluid-soundfont-gm``,
+``timgm6mb-soundfont``, ``musescore-general-soundfont`` packages).
+
+symusic 0.6.0's ``Synthesizer.render`` cannot hand its audio back to Python (a binding bug:
+"Unable to convert function return value"); 0.5.x works. When that happens `render_wav`
+falls back to a plain additive synthesizer (a few harmonics with a decaying envelope), says
+so in its result, and the WAV is still written.
+
+Legend: n notes, c channels, s samples.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import os
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from notelm.errors import NotelmError
+from notelm.io.files import atomic_write_bytes
+from notelm.pieces import Piece
+
+SYSTEM_SOUNDFONTS = (
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+    "/usr/share/sounds/sf2/TimGM6mb.sf2",
+    "/usr/share/sounds/sf3/MuseScore_General.sf3",
+    "/usr/share/soundfonts/FluidR3_GM.sf2",
+    "/usr/share/soundfonts/default.sf2",
+)
+
+
+class SoundFontNotFoundError(NotelmError):
+    """No General MIDI SoundFont on this machine, and notelm never downloads one."""
+
+
+def find_soundfont(explicit: str | Path | None = None) -> Path:
+    """The SoundFont to synthesise with (see the module docstring for the search order)."""
+    if explicit is not None:
+        path = Path(explicit)
+        if not path.is_file():
+            raise SoundFontNotFoundError(f"{path}: no such SoundFont file")
+        return path
+    candidates = []
+    if os.environ.get("NOTELM_SOUNDFONT"):
+        candidates.append(Path(os.environ["NOTELM_SOUNDFONT"]))
+    spec = importlib.util.find_spec("pretty_midi")
+    if spec is not None and spec.submodule_search_locations:
+        candidates += [Path(p) / "TimGM6mb.sf2" for p in spec.submodule_search_locations]
+    candidates += [Path(p) for p in SYSTEM_SOUNDFONTS]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise SoundFontNotFoundError(
+        "no General MIDI SoundFont found; pass --soundfont PATH (an .sf2/.sf3 file), set NOTELM_SOUNDFONT, "
+        "or install one offline: `pip install pretty_midi` ships TimGM6mb.sf2 (notelm never downloads one)")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What `render_wav` wrote: the file, its length, and how it was synthesised."""
+
+    path: Path
+    seconds: float
+    synthesizer: str  # "symusic:<soundfont>" or "additive (symusic could not render: ...)"
+
+
+def _wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
+    """16-bit PCM WAV of float audio (c, s) in [-1, 1] (peak-normalised if louder)."""
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    if peak > 1.0:
+        audio = audio / peak
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").T.copy()  # (s, c) interleaved
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(audio.shape[0])
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(pcm.tobytes())
+    return buf.getvalue()
+
+
+def additive_synth(piece: Piece, sample_rate: int) -> np.ndarray:
+    """A plain synthesizer for when no SoundFont synthesizer works: each note a few
+    harmonics with a percussive envelope, mono (1, s). Times through `to_seconds`."""
+    from notelm.encodings.base import to_seconds
+
+    p = to_seconds(piece)
+    total = int((p.end + 0.5) * sample_rate) + 1
+    out = np.zeros(total)
+    for pitch, onset, dur, vel in zip(p.pitch, p.onset, p.duration, p.velocity):
+        n = int(max(dur, 0.05) * sample_rate) + int(0.1 * sample_rate)
+        t = np.arange(n) / sample_rate
+        f = 440.0 * 2 ** ((int(pitch) - 69) / 12)
+        tone = sum(np.sin(2 * np.pi * f * k * t) / k**1.5 for k in (1, 2, 3, 4))
+        env = np.exp(-3.0 * t) * np.minimum(1.0, t / 0.005) * np.clip((dur + 0.1 - t) / 0.1, 0, 1)
+        start = int(onset * sample_rate)
+        seg = out[start: start + n]
+        seg += 0.2 * (vel / 127) * (tone * env)[: len(seg)]
+    return out[None, :]
+
+
+def render_wav(piece: Piece, path: str | Path, *, soundfont: str | Path | None = None,
+               sample_rate: int = 22050, force: bool = False) -> Rendered:
+    """Synthesise ``piece`` to a 16-bit WAV file (atomically; no overwrite unless ``force``)."""
+    import symusic
+
+    from notelm.io.midi import to_symusic
+
+    path = Path(path)
+    if path.exists() and not force:
+        from notelm.io.files import OutputExistsError
+
+        raise OutputExistsError(path)
+    sf = find_soundfont(soundfont)
+    try:
+        synth = symusic.core.Synthesizer(str(sf), sample_rate, 0)
+        audio = np.asarray(synth.render(to_symusic(piece), stereo=True), dtype=np.float32)  # (2, s)
+        how = f"symusic:{sf.name}"
+    except TypeError as e:  # symusic 0.6.0's render binding (module docstring)
+        audio = additive_synth(piece, sample_rate)
+        how = f"additive (symusic {getattr(symusic, '__version__', '?')} could not render: {str(e).splitlines()[0]})"
+    except RuntimeError as e:
+        raise NotelmError(f"{sf}: symusic could not synthesise with this SoundFont ({e})") from None
+    atomic_write_bytes(path, _wav_bytes(audio, sample_rate), force=True)
+    return Rendered(path=path, seconds=audio.shape[1] / sample_rate, synthesizer=how)
+
+
+def plot_pianoroll(piece: Piece, path: str | Path, *, title: str = "", force: bool = False,
+                   mark_from: float | None = None) -> Path:
+    """A piano roll of ``piece`` as a PNG: one bar per note (time across, MIDI pitch up), with
+    a grid line at every C and one at every bar (4 beats) for pieces in beats.
+    ``mark_from``: shade the time before it (e.g. the primer)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    if path.exists() and not force:
+        from notelm.io.files import OutputExistsError
+
+        raise OutputExistsError(path)
+    end = max(piece.end, 1.0)
+    fig, ax = plt.subplots(figsize=(min(24, max(7, 3 + end / 4)), 4), dpi=100)
+    lo, hi = (int(piece.pitch.min()) - 2, int(piece.pitch.max()) + 2) if len(piece) else (58, 74)
+    for c in range(lo - lo % 12, hi + 1, 12):
+        ax.axhline(c, color="0.85", lw=0.8, zorder=0)
+    if piece.time_unit == "beat":
+        for b in np.arange(0, end + 4, 4):
+            ax.axvline(b, color="0.9", lw=0.6, zorder=0)
+        ax.set_xticks(np.arange(0, end + 1, 4 if end <= 160 else 16))
+    if mark_from:
+        ax.axvspan(0, mark_from, color="0.93", zorder=0)
+    for o, d, p, v in zip(piece.onset, piece.duration, piece.pitch, piece.velocity):
+        ax.add_patch(plt.Rectangle((o, p - 0.4), d, 0.8, color=plt.cm.viridis(0.25 + 0.6 * v / 127), zorder=2))
+    ax.set_xlim(0, end)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("time (quarter notes)" if piece.time_unit == "beat" else "time (s)")
+    ax.set_ylabel("MIDI pitch")
+    cs = [c for c in range(lo, hi + 1) if c % 12 == 0]
+    ax.set_yticks(cs, [f"C{c // 12 - 1} ({c})" for c in cs])
+    ax.set_title(title or piece.meta.title or piece.meta.id or "piano roll")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue(), force=True)

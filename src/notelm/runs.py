@@ -1,0 +1,201 @@
+"""Run directories: the artifacts `notelm train` writes and every other command reads.
+
+A run directory holds::
+
+    config.json          model family and settings, encoding, data, training, run format, version
+    encoding.json        the encoding (settings, vocabulary, what it learned): encoding_from_dict
+    model.safetensors    the weights with the best validation loss (safetensors: no pickles)
+    metrics.json         global_step, best_val_loss, best_step, the validation history, timings
+    README.md            the model card
+    data/                the encoded corpus as memory-mapped token arrays (notelm.training.data)
+    logs/                TensorBoard events (logs/tensorboard) and CSV (logs/csv/metrics.csv)
+    checkpoints/last.ckpt  Lightning's checkpoint of the last step, for --resume
+
+Loading reads JSON and safetensors only, so a run downloaded from anyone is safe to load.
+The one pickle, ``checkpoints/last.ckpt``, is read only by ``notelm train --resume`` in a
+directory that ``notelm train`` itself created (see `notelm.training.train`).
+
+A run records ``RUN_FORMAT``; a run of another format is refused with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from notelm import __version__
+from notelm.errors import NotelmError
+from notelm.io.files import atomic_write_bytes, atomic_write_text
+
+RUN_FORMAT = 1  # bump when what a run directory holds changes incompatibly
+CONFIG, ENCODING, WEIGHTS, METRICS, CARD = "config.json", "encoding.json", "model.safetensors", "metrics.json", "README.md"
+
+
+class RunError(NotelmError):
+    """A run directory that is missing, incomplete or from an incompatible notelm."""
+
+
+# ---- writing --------------------------------------------------------------------------------
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n", force=True)
+
+
+def save_weights(network: torch.nn.Module, path: Path) -> None:
+    """The network's weights as safetensors (tied weights stored once), atomically."""
+    from safetensors.torch import save
+
+    state, seen = {}, {}
+    for name, tensor in network.state_dict().items():
+        key = (tensor.data_ptr(), tensor.shape, tensor.dtype)
+        if key in seen:  # tied parameter (e.g. output head = embedding): keep one copy
+            continue
+        seen[key] = name
+        state[name] = tensor.detach().to("cpu").contiguous()
+    atomic_write_bytes(path, save(state, metadata={"notelm_version": __version__, "run_format": str(RUN_FORMAT)}),
+                       force=True)
+
+
+def load_weights(network: torch.nn.Module, path: Path) -> None:
+    """Load safetensors weights into ``network`` (tied parameters filled from their twin)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise RunError(f"{path}: cannot read the weights ({e})") from None
+    missing, unexpected = network.load_state_dict(state, strict=False)
+    tied = {n for n, p in network.named_parameters(remove_duplicate=False)} - dict(network.named_parameters()).keys()
+    missing = [m for m in missing if m not in tied]
+    if missing or unexpected:
+        raise RunError(f"{path}: weights do not fit the configured network "
+                       f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+
+# ---- reading --------------------------------------------------------------------------------
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunError(f"{path.parent}: not a complete run directory ({path.name} is missing)") from None
+    except (OSError, ValueError) as e:
+        raise RunError(f"{path}: unreadable ({e})") from None
+
+
+def check_format(config: dict, where: Path) -> None:
+    fmt = config.get("format")
+    if fmt != RUN_FORMAT:
+        raise RunError(f"{where} was written by notelm {config.get('notelm_version', '?')} (run format {fmt}); "
+                       f"this notelm {__version__} reads run format {RUN_FORMAT}: retrain it, or use that version")
+
+
+@dataclass
+class Run:
+    """A run directory opened for use: its config, metrics and (lazily) encoding and model."""
+
+    path: Path
+    config: dict
+    metrics: dict
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def model_name(self) -> str:
+        return self.config["model"]["name"]
+
+    def encoding(self):
+        from notelm.encodings import encoding_from_dict
+
+        return encoding_from_dict(read_json(self.path / ENCODING))
+
+    def network(self) -> torch.nn.Module:
+        from notelm.models.neural import build_network
+
+        net = build_network(self.model_name, self.config["model"]["config"])
+        weights = self.path / WEIGHTS
+        if not weights.is_file():
+            raise RunError(f"{self.path}: no {WEIGHTS} (did training reach its first validation?)")
+        load_weights(net, weights)
+        return net.eval()
+
+    def model(self, **options: Any):
+        """The trained model as a `SequenceModel` (options: dtype, device, use_cache, stride)."""
+        from notelm.models.neural import neural_model
+
+        return neural_model(self.model_name, self.network(), **options)
+
+
+def open_run(path: str | Path) -> Run:
+    """Open a run directory, refusing one that is missing or of another run format."""
+    path = Path(path)
+    if not path.is_dir():
+        raise RunError(f"{path}: no such run directory")
+    config = read_json(path / CONFIG)
+    check_format(config, path)
+    metrics = read_json(path / METRICS) if (path / METRICS).is_file() else {}
+    return Run(path=path, config=config, metrics=metrics)
+
+
+# ---- the model card ---------------------------------------------------------------------------
+
+
+def model_card(config: dict, metrics: dict) -> str:
+    """README.md of a run: what was trained on what, how, and how well."""
+    m, d, t = config["model"], config["data"], config["train"]
+    trainer = config.get("trainer", {})
+    best = metrics.get("best_val_loss")
+    lines = [
+        f"# {m['name']} on {d['corpus']} ({config['encoding']['name']} encoding)",
+        "",
+        f"Trained with notelm {config['notelm_version']} (run format {config['format']}).",
+        "",
+        "## Model",
+        "",
+        f"- family: `{m['name']}` — {m.get('description', '')}; preset `{m.get('preset')}`; "
+        f"{metrics.get('parameters', 0):,} parameters",
+        f"- settings: `{json.dumps(m['config'])}`",
+        "",
+        "## Data",
+        "",
+        f"- corpus `{d['corpus']}`, encoding `{config['encoding']['name']}` with settings `{json.dumps(config['encoding']['settings'])}`",
+        f"- pieces train/valid: {d['pieces']['train']}/{d['pieces']['valid']}, tokens train/valid: "
+        f"{d['tokens']['train']:,}/{d['tokens']['valid']:,}; skipped: {json.dumps(d['skipped'])}",
+        "",
+        "## Training",
+        "",
+        f"- settings: `{json.dumps(t)}`",
+        f"- steps: {metrics.get('global_step', 0)}, time: {metrics.get('train_seconds', 0):.0f} s "
+        f"on {trainer.get('devices', '?')} x {trainer.get('accelerator', '?')} ({trainer.get('strategy', '?')}, "
+        f"precision {trainer.get('precision', '?')}, {trainer.get('threads', '?')} threads per process)",
+        "",
+        "## Results",
+        "",
+        (f"- best validation loss {best:.4f} nats/token = {best / 0.6931471805599453:.4f} bits/token "
+         f"at step {metrics.get('best_step')}") if best is not None else "- no validation yet",
+        "",
+        "## Use",
+        "",
+        "```",
+        "notelm evaluate RUN --corpus CORPUS --split test",
+        "notelm generate RUN --out song.mid --wav song.wav --png roll.png",
+        "```",
+        "",
+        "Load it in Python with `notelm.runs.open_run(path).model()`. Loading reads only JSON and",
+        "safetensors files; `checkpoints/last.ckpt` (a pickle) is for `notelm train --resume` only.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_card(path: Path, config: dict, metrics: dict) -> None:
+    atomic_write_text(path / CARD, model_card(config, metrics), force=True)
