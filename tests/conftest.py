@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 HERE = Path(__file__).parent
@@ -29,3 +30,15 @@ def private_cache(tmp_path_factory):
 
 needs_maestro = pytest.mark.skipif(not MAESTRO_MINI.is_dir(), reason=f"real data absent: {MAESTRO_MINI}")
 needs_pop909 = pytest.mark.skipif(not POP909.is_dir(), reason=f"real data absent: {POP909}")
+
+
+def step_path(model, sequences):
+    """Distributions by walking start/predict/observe: the slow path the fast ones must equal."""
+    out = []
+    for seq in sequences:
+        state, rows = model.start(), []
+        for x in seq:
+            rows.append(model.predict(state))
+            state = model.observe(state, x)
+        out.append(np.array(rows).reshape(len(seq), model.alphabet_size))
+    return out

@@ -9,20 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import step_path
 from notelm.models.markov import MarkovChain, MarkovConfig, Repetition, RepetitionConfig
 
 pieces = st.lists(st.lists(st.integers(0, 4), max_size=20), min_size=1, max_size=4)
-
-
-def step_path(model, sequences):
-    out = []
-    for seq in sequences:
-        state, rows = model.start(), []
-        for x in seq:
-            rows.append(model.predict(state))
-            state = model.observe(state, x)
-        out.append(np.array(rows).reshape(len(seq), model.alphabet_size))
-    return out
 
 
 @settings(max_examples=50, deadline=None)

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import step_path
 from notelm.models.ppm import PPM, PPMConfig
 
 HERE = Path(__file__).parent
@@ -141,17 +142,6 @@ def test_matches_naive_reference(config, training, test):
 
 
 # -- properties of every mode -----------------------------------------------------------------
-
-
-def step_path(model, sequences):
-    out = []
-    for seq in sequences:
-        state, rows = model.start(), []
-        for x in seq:
-            rows.append(model.predict(state))
-            state = model.observe(state, x)
-        out.append(np.array(rows).reshape(len(seq), model.alphabet_size))
-    return out
 
 
 @settings(max_examples=60, deadline=None)

@@ -49,3 +49,11 @@ class Config:
                                 f"known: {', '.join(sorted(known))}")
         hints = typing.get_type_hints(cls)
         return cls(**{k: v if typing.get_origin(hints[k]) is dict else _tupled(v) for k, v in data.items()})
+
+
+def require_positive_ints(config: object, section: str, names: tuple[str, ...], *, zero_ok: tuple[str, ...] = ()) -> None:
+    """Raise SettingsError unless each named field is an int >= 1 (>= 0 for ``zero_ok``)."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name in zero_ok else 1):
+            raise SettingsError(f"{section}: {name} must be a positive int; got {value!r}")

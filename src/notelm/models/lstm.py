@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from notelm.config import Config, SettingsError
+from notelm.config import Config, SettingsError, require_positive_ints
 from notelm.errors import NotelmError
 
 State = tuple[torch.Tensor, torch.Tensor]  # h, c: (l, b, n) each
@@ -39,10 +39,7 @@ class LSTMConfig(Config):
     context: int = 64
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "embed_dim", "hidden", "layers", "context"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "vocab_size" else 1):
-                raise SettingsError(f"lstm: {name} must be a positive int; got {value!r}")
+        require_positive_ints(self, "lstm", ("vocab_size", "embed_dim", "hidden", "layers", "context"), zero_ok=("vocab_size",))
         if not 0 <= self.dropout < 1:
             raise SettingsError(f"lstm: dropout must be in [0, 1); got {self.dropout!r}")
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from notelm.config import Config, SettingsError
+from notelm.config import Config, SettingsError, require_positive_ints
 from notelm.errors import NotelmError
 
 
@@ -51,10 +51,7 @@ class TransformerConfig(Config):
     rope_base: float = 10000.0
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "dim", "n_layers", "n_heads", "context", "ff_mult"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "vocab_size" else 1):
-                raise SettingsError(f"transformer: {name} must be a positive int; got {value!r}")
+        require_positive_ints(self, "transformer", ("vocab_size", "dim", "n_layers", "n_heads", "context", "ff_mult"), zero_ok=("vocab_size",))
         if self.dim % self.n_heads or (self.dim // self.n_heads) % 2:
             raise SettingsError(f"transformer: dim ({self.dim}) must be n_heads ({self.n_heads}) times an even head size")
         if not 0 <= self.dropout < 1:
