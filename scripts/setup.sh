@@ -40,3 +40,12 @@ if [ ! -f "$stamp" ]; then
   "${pip[@]}" install -e ".${extras}"
   rm -f .venv/.notelm-setup-* && touch "$stamp"
 fi
+
+# The SoundFont synthesizer behind `--wav`. Its wheel bundles TinySoundFont; it declares
+# pyaudio (built from source against PortAudio's headers) only for live playback, which
+# notelm never uses, so it is installed without its dependencies. Without it, WAV files fall
+# back to a plain additive synthesizer, so a failure here is a warning, not an error.
+if ! .venv/bin/python -c "import tinysoundfont" >/dev/null 2>&1; then
+  "${pip[@]}" install --no-deps "tinysoundfont==0.3.7" \
+    || echo "setup: tinysoundfont not installed; --wav will use the plain additive synthesizer" >&2
+fi

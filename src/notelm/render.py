@@ -1,16 +1,19 @@
-"""Music out the other end: audio (WAV) through symusic's SoundFont synthesizer, and
-piano-roll pictures (PNG) with matplotlib.
+"""Music out the other end: audio (WAV) through a General MIDI SoundFont, and piano-roll
+pictures (PNG) with matplotlib.
 
-The SoundFont is found offline, never downloaded (symusic's ``BuiltInSF3`` would download
-one, so it is not used). Search order: the ``soundfont`` argument (``--soundfont``), the
-``NOTELM_SOUNDFONT`` variable, the General MIDI SoundFont that the ``pretty_midi`` package
-ships (TimGM6mb.sf2), then the usual system folders (Debian's ``fluid-soundfont-gm``,
-``timgm6mb-soundfont``, ``musescore-general-soundfont`` packages).
+The SoundFont is found offline, never downloaded. Search order: the ``soundfont`` argument
+(``--soundfont``), the ``NOTELM_SOUNDFONT`` variable, the General MIDI SoundFont that the
+``pretty_midi`` package ships (TimGM6mb.sf2), then the usual system folders (Debian's
+``fluid-soundfont-gm``, ``timgm6mb-soundfont``, ``musescore-general-soundfont`` packages).
 
-symusic 0.6.0's ``Synthesizer.render`` cannot hand its audio back to Python (a binding bug:
-"Unable to convert function return value"); 0.5.x works. When that happens `render_wav`
-falls back to a plain additive synthesizer (a few harmonics with a decaying envelope), says
-so in its result, and the WAV is still written.
+The notes are played through it by TinySoundFont (the ``tinysoundfont`` wheel, which bundles
+the C library; scripts/setup.sh installs it). symusic's own ``Synthesizer`` is not used:
+in symusic 0.6.0 ``Synthesizer.render`` cannot hand its audio back to Python (TypeError
+"Unable to convert function return value to a Python type! ... -> Eigen::Array<float, ...>",
+for tick, quarter and second scores alike), and its ``BuiltInSF3`` fonts are downloaded.
+Where no SoundFont is found (and none was named) or tinysoundfont is missing, `render_wav`
+falls back to a plain additive synthesizer (a few harmonics with a decaying envelope) and
+says so in its result.
 
 Legend: n notes, c channels, s samples.
 """
@@ -71,7 +74,7 @@ class Rendered:
 
     path: Path
     seconds: float
-    synthesizer: str  # "symusic:<soundfont>" or "additive (symusic could not render: ...)"
+    synthesizer: str  # "SoundFont <name> (tinysoundfont)" or "additive synthesizer (<why>)"
 
 
 def _wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
@@ -79,7 +82,7 @@ def _wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
     peak = float(np.abs(audio).max()) if audio.size else 0.0
     if peak > 1.0:
         audio = audio / peak
-    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").T.copy()  # (s, c) interleaved
+    pcm = np.round(np.clip(audio, -1, 1) * 32767).astype("<i2").T.copy()  # (s, c) interleaved
     buf = io.BytesIO()
     with wave.open(buf, "wb") as w:
         w.setnchannels(audio.shape[0])
@@ -89,12 +92,17 @@ def _wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
     return buf.getvalue()
 
 
-def additive_synth(piece: Piece, sample_rate: int) -> np.ndarray:
-    """A plain synthesizer for when no SoundFont synthesizer works: each note a few
-    harmonics with a percussive envelope, mono (1, s). Times through `to_seconds`."""
+def _playable(piece: Piece) -> Piece:
+    """The piece as it sounds: ties joined, in seconds, the sustain pedal folded into note ends."""
     from notelm.encodings.base import to_seconds
 
-    p = to_seconds(piece)
+    return to_seconds(piece.merge_ties()).apply_sustain()
+
+
+def additive_synth(piece: Piece, sample_rate: int) -> np.ndarray:
+    """A plain synthesizer for when no SoundFont synthesizer works: each note a few
+    harmonics with a percussive envelope, mono (1, s)."""
+    p = _playable(piece)
     total = int((p.end + 0.5) * sample_rate) + 1
     out = np.zeros(total)
     for pitch, onset, dur, vel in zip(p.pitch, p.onset, p.duration, p.velocity):
@@ -109,28 +117,101 @@ def additive_synth(piece: Piece, sample_rate: int) -> np.ndarray:
     return out[None, :]
 
 
+MELODIC_CHANNELS = tuple(c for c in range(16) if c != 9)  # MIDI channel 10 (index 9) is drums
+
+
+def soundfont_synth(piece: Piece, soundfont: str | Path, sample_rate: int, *,
+                    max_tail: float = 2.0, peak: float = 0.9) -> np.ndarray:
+    """The piece played through ``soundfont`` by TinySoundFont: stereo float audio (2, s),
+    peak-normalised to ``peak``, ending when the last note's release has died away (at most
+    ``max_tail`` seconds after the last note ends).
+
+    Each track gets a MIDI channel and its General MIDI program (drum tracks: channel 10, the
+    drum kit); a program the SoundFont lacks falls back to preset 0 (piano or standard kit).
+    Notes are started and stopped at their exact sample; at one instant note-offs go first,
+    so a repeated pitch is struck again."""
+    import tinysoundfont
+
+    p = _playable(piece)
+    synth = tinysoundfont.Synth(samplerate=sample_rate)
+    try:
+        sfid = synth.sfload(str(soundfont))
+    except RuntimeError as e:
+        raise NotelmError(f"{soundfont}: not a SoundFont that can be played ({e})") from None
+    channel = np.zeros(max(len(p.tracks), 1), dtype=np.int64)
+    for i, tr in enumerate(p.tracks):
+        channel[i] = 9 if tr.is_drum else MELODIC_CHANNELS[i % len(MELODIC_CHANNELS)]
+        for program in (tr.program, 0):
+            try:
+                synth.program_select(int(channel[i]), sfid, 0, int(program), is_drums=tr.is_drum)
+                break
+            except RuntimeError:
+                continue
+
+    start = np.round(p.onset * sample_rate).astype(np.int64)
+    stop = np.maximum(np.round((p.onset + p.duration) * sample_rate).astype(np.int64), start + 1)
+    last = int(stop.max()) if len(p) else 0
+    total = last + int(max_tail * sample_rate) + 1
+    # events (sample, is_on, channel, key, velocity), offs before ons at the same sample
+    n = len(p)
+    at = np.r_[stop, start]
+    on = np.r_[np.zeros(n, np.int64), np.ones(n, np.int64)]
+    chan = np.r_[channel[p.track], channel[p.track]]
+    key = np.r_[p.pitch, p.pitch].astype(np.int64)
+    vel = np.r_[p.velocity, p.velocity].clip(1, 127).astype(np.int64)
+    order = np.lexsort((on, at))
+
+    audio = np.zeros((total, 2), dtype=np.float32)  # (s, c): the layout TinySoundFont writes
+
+    def play(a: int, b: int) -> None:
+        if b > a:
+            synth.generate_simple(b - a, buffer=memoryview(audio[a:b]).cast("B"))
+
+    pos = 0
+    for t, is_on, c, k, v in zip(at[order].tolist(), on[order].tolist(), chan[order].tolist(),
+                                 key[order].tolist(), vel[order].tolist()):
+        play(pos, t)
+        pos = max(pos, t)
+        if is_on:
+            synth.noteon(c, k, v)
+        else:
+            synth.noteoff(c, k)
+    play(pos, total)
+
+    loudest = float(np.abs(audio).max())
+    audible = np.flatnonzero(np.abs(audio).max(axis=1) > loudest * 1e-3)  # down to -60 dB
+    end = max(last, int(audible[-1]) + 1 if loudest > 0 else 0) + int(0.05 * sample_rate)
+    audio = audio[: min(end, total)] * (peak / loudest if loudest > 0 else 1.0)
+    return np.ascontiguousarray(audio.T)
+
+
 def render_wav(piece: Piece, path: str | Path, *, soundfont: str | Path | None = None,
                sample_rate: int = 22050, force: bool = False) -> Rendered:
-    """Synthesise ``piece`` to a 16-bit WAV file (atomically; no overwrite unless ``force``)."""
-    import symusic
-
-    from notelm.io.midi import to_symusic
+    """Synthesise ``piece`` to a 16-bit WAV file (atomically; no overwrite unless ``force``):
+    through a SoundFont (stereo) when one is found and tinysoundfont is installed, else with
+    `additive_synth` (mono), and `Rendered.synthesizer` says which and why.
+    A ``soundfont`` that was named but is not there is an error, never a fallback."""
+    from notelm.io.files import OutputExistsError
 
     path = Path(path)
     if path.exists() and not force:
-        from notelm.io.files import OutputExistsError
-
         raise OutputExistsError(path)
-    sf = find_soundfont(soundfont)
+    audio, why = None, ""
     try:
-        synth = symusic.core.Synthesizer(str(sf), sample_rate, 0)
-        audio = np.asarray(synth.render(to_symusic(piece), stereo=True), dtype=np.float32)  # (2, s)
-        how = f"symusic:{sf.name}"
-    except TypeError as e:  # symusic 0.6.0's render binding (module docstring)
+        sf = find_soundfont(soundfont)
+    except SoundFontNotFoundError:
+        if soundfont is not None:
+            raise
+        sf, why = None, "no SoundFont found: pass --soundfont PATH or set NOTELM_SOUNDFONT"
+    if sf is not None:
+        if importlib.util.find_spec("tinysoundfont") is None:
+            why = "tinysoundfont is not installed; `bash scripts/setup.sh` installs it"
+        else:
+            audio = soundfont_synth(piece, sf, sample_rate)
+            how = f"SoundFont {sf.name} (tinysoundfont)"
+    if audio is None:
         audio = additive_synth(piece, sample_rate)
-        how = f"additive (symusic {getattr(symusic, '__version__', '?')} could not render: {str(e).splitlines()[0]})"
-    except RuntimeError as e:
-        raise NotelmError(f"{sf}: symusic could not synthesise with this SoundFont ({e})") from None
+        how = f"additive synthesizer ({why})"
     atomic_write_bytes(path, _wav_bytes(audio, sample_rate), force=True)
     return Rendered(path=path, seconds=audio.shape[1] / sample_rate, synthesizer=how)
 
