@@ -8,10 +8,11 @@ import pytest
 
 from conftest import FIXTURES, MAESTRO_MINI, POP909, needs_maestro, needs_pop909
 from notelm import corpora
-from notelm.corpora import hash_split, load_corpus
+from notelm.corpora import CorpusSpec, hash_split, load_corpus, normalise_title, split_keys
 from notelm.describe import corpus_info, corpus_list
 from notelm.errors import NotelmError, UnknownNameError
 from notelm.io import write_midi
+from notelm.pieces import Piece, PieceMeta
 from test_io import two_track_piece
 
 
@@ -132,6 +133,7 @@ def test_thesession_loader_reads_a_users_dump(tmp_path):
     assert [p.meta.id for p in c.pieces] == ["setting-11", "setting-12", "setting-21"]
     assert len(c.pieces[0]) == 32 and len(c.pieces[1]) == 16  # the repeat is played
     assert np.array_equal(c.pieces[2].pitch[:3], [62, 66, 69])
+    assert c.splits[0] == c.splits[1]  # two settings of one tune: one split
 
 
 def test_a_copied_file_is_served_from_the_cache_under_its_own_name(user_folder, tmp_path):
@@ -143,3 +145,82 @@ def test_a_copied_file_is_served_from_the_cache_under_its_own_name(user_folder, 
     assert [p.meta.id for p in c.pieces] == ["songs.abc#1", "songs.abc#3"]
     assert c.pieces[0].meta.source == f"{other.resolve()}/songs.abc#1"
     assert c.skipped[0]["path"] == f"{other.resolve()}/songs.abc#2"
+
+
+# ---- splits by tune title ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("title, key", [
+    ("Out With the Boys. 1st Setting.", "out with the boy"),
+    ("The Hare in the Corn. No. 2.", "hare in the corn"),
+    ("Fisher's Hornpipe (2nd Setting)", "fisher hornpipe"),
+    ("THE COOLIN. With Variations", "coolin"),
+    ("First of June, The", "first of june"),  # a copy of "The First of June" in music21's O'Neill's
+    ("The Sailor' Hornpipe", "sailor hornpipe"),
+    ("Wandering WILLIE", "wandering willy"),
+    ("Happy to Meet and Sorry to Part.", "happy to meet and sorry to part"),  # "part" is the title's
+    ("Spirit of 1880 -- Reel", "spirit of 1880 reel"),  # a year is no setting number
+    ("CAMP-MEETING -- JIG No.2.", "camp meeting jig"),
+    ("Graf und Nonne (Die Nonne)", "graf und nonne"),
+    ("Altes M\x94bel (2-38), S. 99f", "alte moebel"),  # Essen lux: CP437 read as Latin-1, page ref
+    ("Mädle, wo bisch gsi", "maedle wo bisch gsi"),
+    ("A Bhruinnillín Bhéasach, S. 36", "a bhruinnillin bheasach"),
+    ("(2)", ""),
+    ("", ""),
+])
+def test_normalise_title(title, key):
+    assert normalise_title(title) == key
+
+
+def tune(title, pitches, id_):
+    n = len(pitches)
+    return Piece(pitch=np.array(pitches), onset=np.arange(n, dtype=float), duration=np.ones(n),
+                 meta=PieceMeta(id=id_, title=title))
+
+
+def test_title_and_tune_keys_join_settings_and_copies_and_fall_back_to_the_id():
+    opening = list(range(60, 77))  # 17 notes: 16 intervals
+    pieces = [tune("The Tenpenny Bit. 1st Setting.", [60, 62], "a"),
+              tune("Tenpenny Bit, The. 2nd Setting.", [64, 65], "b"),
+              tune("The Short Grass", opening, "c"),
+              tune("Put on your Clothes", [p + 2 for p in opening] + [50], "d"),  # same opening, transposed
+              tune("", [60, 61], "e"),
+              tune("(2)", [60, 61], "f")]
+    titles = split_keys(pieces, "title")  # each piece alone
+    assert titles == ["title:tenpenny bit", "title:tenpenny bit", "title:short grass", "title:put on your clothe", "e", "f"]
+    tunes = split_keys(pieces, "tune")  # over the pieces: the opening joins c and d
+    assert tunes[:2] == titles[:2] and tunes[4:] == titles[4:]
+    assert tunes[2] == tunes[3] == "title:put on your clothe"  # the least title of the group
+    assert split_keys(pieces) == ["a", "b", "c", "d", "e", "f"]
+    with pytest.raises(NotelmError, match="split_by"):
+        split_keys(pieces, "name")
+    with pytest.raises(ValueError, match="split_by"):
+        CorpusSpec("x", "", "", lambda root: [], split_by="name")
+
+
+def test_oneills_settings_and_copies_never_straddle_splits():
+    try:
+        c = load_corpus("oneills", workers=2)
+    except NotelmError as e:
+        pytest.skip(f"music21's O'Neill's 1850 is absent: {e}")
+    if not c.pieces:
+        pytest.skip("music21's O'Neill's 1850 is absent")
+    split_of: dict[str, set[str]] = {}
+    for piece, split in zip(c.pieces, c.splits):
+        split_of.setdefault(normalise_title(piece.meta.title), set()).add(split)
+    assert all(len(s) == 1 for s in split_of.values())
+    assert sum(1 for p in c.pieces if normalise_title(p.meta.title) == "tenpenny bit") == 2
+    by_title = {p.meta.title: s for p, s in zip(c.pieces, c.splits)}
+    # spelled apart, same tune (the opening joins them): O'Neill's no. 629 in two files
+    assert by_title["Young Terence McDonough"] == by_title["Young Terence Mac Donough"]
+    assert set(Counter(c.splits)) == {"train", "valid", "test"}
+
+
+def test_an_essen_collection_splits_as_all_of_essen_does():
+    """Title keys depend on each piece alone, so a collection's splits are those its pieces
+    have in all of Essen; tune keys depend on the other pieces and are for whole corpora."""
+    specs = corpora.registry()
+    assert {s.split_by for name, s in specs.items() if name.startswith("essen")} == {"title"}
+    fink = load_corpus("essen-fink").pieces
+    kinder = load_corpus("essen-kinder").pieces
+    assert split_keys(kinder, "title") == split_keys(fink + kinder, "title")[len(fink):]

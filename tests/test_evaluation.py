@@ -12,6 +12,7 @@ from notelm.evaluation import (
     entropy,
     evaluate,
     fold_of,
+    frame_metrics,
     information_content,
     predict_distributions,
 )
@@ -124,3 +125,33 @@ def test_table_has_each_models_probability_and_writes_csv(tmp_path):
     assert len(read) == len(rows) and float(read[3]["ic"]) == pytest.approx(rows[3]["ic"])
     summary = result.summary()
     assert summary["pieces"] == len(CORPUS) and summary["mean_ic"] == pytest.approx(result.mean_ic())
+
+
+def test_frame_metrics_by_hand():
+    sequences = [[1, 1, 0, 0, 2], [2]]
+    distributions = [np.array([[0.25, 0.5, 0.25],   # 1, a change (first event): p 1/2, argmax right
+                               [0.1, 0.8, 0.1],     # 1 again: p 0.8, right
+                               [0.25, 0.5, 0.25],   # 0, a change: p 1/4, wrong
+                               [0.5, 0.25, 0.25],   # 0 again: p 1/2, right
+                               [0.5, 0.25, 0.25]]),  # 2, a change: p 1/4, wrong
+                     np.array([[0.25, 0.25, 0.5]])]  # 2, the first event: p 1/2, right
+    m = frame_metrics(sequences, distributions)
+    ln2 = np.log(2)
+    assert m["events"] == 6 and m["evt_events"] == 4
+    assert m["nll_nats"] == pytest.approx((7 * ln2 + np.log(1.25)) / 6)
+    assert m["nll_bits"] == pytest.approx(m["nll_nats"] / ln2)
+    assert m["precision"] == pytest.approx(4 / 6)
+    # the changes have p 1/2, 1/4, 1/4, 1/2: 1.5 bits on average
+    assert m["evt_nll_bits"] == pytest.approx(1.5) and m["evt_nll_nats"] == pytest.approx(1.5 * ln2)
+    assert m["evt_precision"] == pytest.approx(0.5)
+
+
+def test_frame_metrics_ties_empty_and_bad_shapes():
+    tie = frame_metrics([[1]], [np.array([[0.4, 0.4, 0.2]])])
+    assert tie["precision"] == 0.0  # a tie goes to the lowest id, here not the event
+    empty = frame_metrics([[]], [np.zeros((0, 3))])
+    assert empty["events"] == 0 and empty["nll_nats"] is None and empty["evt_precision"] is None
+    with pytest.raises(ValueError, match="needs"):
+        frame_metrics([[0, 1]], [np.full((3, 2), 0.5)])
+    with pytest.raises(ValueError, match="distribution arrays"):
+        frame_metrics([[0]], [])

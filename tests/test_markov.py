@@ -53,6 +53,36 @@ def test_fit_adds_counts():
     np.testing.assert_allclose(one.score([[0, 2, 1, 1]])[0], both.score([[0, 2, 1, 1]])[0])
 
 
+@settings(max_examples=50, deadline=None)
+@given(order=st.integers(0, 3), alpha=st.sampled_from([0.01, 0.5, 1.0]), backoff=st.booleans(), test=pieces)
+def test_stm_predicts_each_event_from_the_piece_so_far(order, alpha, backoff, test):
+    """An STM's prediction of event i is an LTM's trained on events 0..i-1 of that piece,
+    and its batched path equals its step path."""
+    config = MarkovConfig(order=order, alpha=alpha, backoff=backoff)
+    stm = MarkovChain(alphabet_size=5, config=config, mode="stm")
+    for d, s, lp, seq in zip(stm.distributions(test), step_path(stm, test), stm.score(test), test, strict=True):
+        np.testing.assert_allclose(d, s, atol=1e-12)
+        np.testing.assert_allclose(d.sum(axis=1), 1.0, atol=1e-9)
+        np.testing.assert_allclose(lp, np.log2(d[np.arange(len(seq)), seq]), atol=1e-9)
+        for i in range(len(seq)):
+            ltm = MarkovChain(alphabet_size=5, config=config).fit([seq[:i]])
+            np.testing.assert_allclose(d[i], ltm.distributions([seq[: i + 1]])[0][i], atol=1e-12)
+
+
+def test_stm_by_hand_and_untrainable():
+    stm = MarkovChain(alphabet_size=3, config=MarkovConfig(order=1, alpha=1.0, backoff=False), mode="stm")
+    d = stm.distributions([[0, 1, 0, 1, 0], [0, 1]])
+    # Nothing seen after 0 or 1 until event 3; then 0 -> 1 once: (1 + 1) / (1 + 3).
+    np.testing.assert_allclose(d[0][:3], 1 / 3)
+    np.testing.assert_allclose(d[0][3:], [[1 / 4, 2 / 4, 1 / 4], [2 / 4, 1 / 4, 1 / 4]])
+    np.testing.assert_allclose(d[1], 1 / 3)  # every piece starts empty
+    assert not stm.trainable and MarkovChain(alphabet_size=3).trainable
+    with pytest.raises(ValueError, match="cannot be trained"):
+        stm.fit([[0, 1]])
+    with pytest.raises(ValueError, match="mode"):
+        MarkovChain(alphabet_size=3, mode="ltm+")
+
+
 def test_markov_config_validation_and_json():
     for bad in ({"order": -1}, {"order": 1.5}, {"alpha": 0}, {"backoff": "yes"}):
         with pytest.raises(ValueError):
@@ -70,7 +100,8 @@ def test_markov_config_validation_and_json():
 def test_repetition_batched_equals_step_path(eps, size, data):
     test = data.draw(st.lists(st.lists(st.integers(0, size - 1), max_size=15), max_size=3))
     model = Repetition(alphabet_size=size, config=RepetitionConfig(eps=eps))
-    for s, lp, seq in zip(step_path(model, test), model.score(test), test, strict=True):
+    for s, d, lp, seq in zip(step_path(model, test), model.distributions(test), model.score(test), test, strict=True):
+        np.testing.assert_allclose(d, s, atol=1e-12)
         np.testing.assert_allclose(s.sum(axis=1), 1.0, atol=1e-12)
         assert (s > 0).all()
         np.testing.assert_allclose(lp, np.log2(s[np.arange(len(seq)), seq]), atol=1e-12)

@@ -5,7 +5,21 @@ chorales), so they need no download. Local corpora (MAESTRO, POP909, Lakh, any f
 user's own thesession.org dump) are read from ``--root PATH``.
 
 Corpus order is file order (sorted paths), then tune order within a file. Splits are the
-dataset's own where it has them (MAESTRO's csv); otherwise a stable hash of the piece id.
+dataset's own where it has them (MAESTRO's csv); otherwise a stable hash of a key of each
+piece (`split_keys`): its id, or, for folk-tune collections, its tune. O'Neill's prints
+several settings of a tune ("The Tenpenny Bit. 1st Setting.", "... 2nd Setting."), music21's
+copy holds some tunes twice (overlapping files such as 1556-1624 and 1577-1624: "First of
+June, The" / "The First of June"), and Essen has many variants of one ballad under one title,
+so settings, variants and copies of a tune must share a split (the DSTM paper splits by tune
+title; REFERENCE §2):
+
+- ``split_by="title"``: the normalised title (`normalise_title`). A piece's split depends on
+  the piece alone, so each Essen collection agrees with the whole of Essen.
+- ``split_by="tune"``: pieces sharing a title or an opening form one tune, over the corpus
+  (`_tune_keys`); this also catches copies filed under titles spelled apart, but a piece's
+  split then depends on the other pieces loaded with it, so it is for corpora without
+  sub-collections (O'Neill's, Ryan's, a thesession.org dump).
+
 Fold ``i mod k`` holds piece ``i`` for k-fold cross-validation.
 """
 
@@ -15,6 +29,7 @@ import contextlib
 import csv
 import hashlib
 import re
+import unicodedata
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -61,6 +76,11 @@ class CorpusSpec:
     own_splits: Callable[[Path], dict[str, str]] | None = None  # piece id -> split
     transform: Callable[[Piece], Piece] | None = None  # applied after reading (e.g. soprano only)
     reader: str = "file"  # "file": notelm.io by suffix; "thesession": rows of tunes.csv
+    split_by: str = "id"  # what the split hashes: "id", "title" or "tune" (see split_keys)
+
+    def __post_init__(self) -> None:
+        if self.split_by not in SPLIT_KEYS:
+            raise ValueError(f"split_by must be one of {', '.join(SPLIT_KEYS)}; got {self.split_by!r}")
 
 
 @dataclass
@@ -100,6 +120,96 @@ def hash_split(piece_id: str, fractions: tuple[float, float, float] = DEFAULT_FR
     u = int.from_bytes(hashlib.sha1(piece_id.encode()).digest()[:8], "big") / 2**64
     edges = np.cumsum(fractions)
     return SPLITS[min(int(np.searchsorted(edges, u, side="right")), 2)]
+
+
+# ---- split keys: what hash_split hashes ---------------------------------------------------------
+
+# Spellings that differ between transcriptions of one title: German umlauts written out (Essen
+# writes "Maedchen"), and Essen's lot/lux files, whose CP437 bytes read as C1 controls.
+_SPELLINGS = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "\x84": "ae", "\x94": "oe",
+                            "\x81": "ue", "\x8e": "ae", "\x99": "oe", "\x9a": "ue",
+                            "&": " and ", "'": "", "\u2019": "", "\u2018": "", "`": ""})
+_ORDINAL = r"(?:\d+(?:st|nd|rd|th)|first|second|third|fourth|fifth|another|alternative)"
+_KIND = r"(?:settings?|versions?|variations?|variants?|parts?|strains?)"
+# Markers of a setting or variant, matched at the end of the words-only title, repeatedly:
+# "1st Setting", "2nd part", "Setting 2", "(with) Variations", "No. 2" (dots and brackets are
+# gone by then), a bare number of one or two digits (longer ones are years: "Spirit of 1880"),
+# a roman numeral, "the". A bare "part" or "setting" stays ("Happy to Meet and Sorry to Part").
+_TRAILING = re.compile(rf"(?:\s(?:{_ORDINAL}\s{_KIND}|{_KIND}\s(?:\d+|[ivx]+)|(?:with\s)?variations?|variants?"
+                       rf"|(?:no|nr|number)\s\d+|\d{{1,2}}|ii|iii|iv|the))+$")
+
+
+def normalise_title(title: str) -> str:
+    """A tune title reduced to what its settings, variants and copies share.
+
+    Lower case, no accents, no punctuation, no bracketed asides ("(1st Setting)", "(Die
+    Nonne)", "(or Jefferson and Liberty)", Essen's catalogue numbers "(4-31)"), no page
+    references (", S. 44"), no setting or variant markers ("2nd Setting", "No. 2",
+    "Variation", a trailing number), no leading or trailing "the" ("Trumpet Hornpipe, The"),
+    no final "s" on words of four letters or more, so possessives and plurals spelled either
+    way agree ("The Sailor' Hornpipe", "Sailor's Hornpipe"), and a final "ie" spelled "y"
+    ("Wandering Willie", "Wandering Willy"). "" when nothing is left.
+    """
+    text = title.lower().translate(_SPELLINGS)
+    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    bare = re.sub(r"\([^()]*\)|\[[^\[\]]*\]", " ", text)  # bracketed asides
+    text = bare if re.search(r"[^\W_]", bare) else text  # unless the title is all aside
+    text = re.sub(r",?\s*\bs\.\s*\d+\w*\s*$", " ", text)  # Essen's page references: ", S. 44"
+    words = " " + " ".join(re.findall(r"[^\W_]+", text))
+    words = _TRAILING.sub("", words)
+    words = re.sub(r"^\s*the\s", " ", words + " ")
+    words = [w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in words.split()]
+    return " ".join(w[:-2] + "y" if len(w) > 3 and w.endswith("ie") else w for w in words)
+
+
+def split_keys(pieces: list[Piece], split_by: str = "id") -> list[str]:
+    """What each piece's split hashes: its id, its normalised title ("title"; the id where the
+    title normalises to nothing), or the key of its tune ("tune", `_tune_keys`)."""
+    if split_by not in SPLIT_KEYS:
+        raise NotelmError(f"split_by must be one of {', '.join(SPLIT_KEYS)}; got {split_by!r}")
+    return SPLIT_KEYS[split_by](pieces)
+
+
+def _title_keys(pieces: list[Piece]) -> list[str]:
+    return [f"title:{t}" if (t := normalise_title(p.meta.title)) else p.meta.id for p in pieces]
+
+
+def _tune_keys(pieces: list[Piece]) -> list[str]:
+    """Pieces are one tune when they share a normalised title or the same opening (the first
+    _OPENING pitch intervals), transitively: the opening catches copies whose titles are spelled
+    apart (O'Neill's "Young Terence McDonough" / "Mac Donough", "The Dublin Hornpipie") or
+    differ ("The Short Grass" / "Put on your Clothes": the same notes). A tune's key is the
+    least normalised title among its pieces; a piece with no title nor shared opening keeps
+    its id. Joining two unrelated tunes costs only a coarser split; splitting one leaks."""
+    own = _title_keys(pieces)
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = x = parent[parent[x]]
+        return x
+
+    for key, piece in zip(own, pieces):
+        if len(piece.pitch) > _OPENING:
+            intervals = np.diff(np.asarray(piece.pitch[: _OPENING + 1], np.int64))
+            a, b = root(key), root("opening:" + hashlib.sha1(intervals.tobytes()).hexdigest())
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    best: dict[str, str] = {}
+    for key in own:
+        r = root(key)
+        best[r] = min(best.get(r, key), key)
+    return [best[root(key)] for key in own]
+
+
+# Intervals in a shared opening: 16 (two bars of a reel) join 16 more of O'Neill's tunes than
+# titles alone (1,751 -> 1,735), 52 more of Ryan's; in all Essen 499 more (largest group 122).
+_OPENING = 16
+SPLIT_KEYS: dict[str, Callable[[list[Piece]], list[str]]] = {
+    "id": lambda pieces: [p.meta.id for p in pieces],
+    "title": _title_keys,
+    "tune": _tune_keys,
+}
 
 
 # ---- the registry ------------------------------------------------------------------------------
@@ -170,11 +280,11 @@ def _maestro_splits(root: Path) -> dict[str, str]:
 def _specs() -> dict[str, CorpusSpec]:
     specs = [
         CorpusSpec("essen", "Essen Folksong Collection, all ABC files (~8,500 melodies)", MUSIC21_LICENSE,
-                   _essen(None), melodic=True),
+                   _essen(None), melodic=True, split_by="title"),
         CorpusSpec("oneills", "O'Neill's Music of Ireland (1850), Irish dance tunes", MUSIC21_LICENSE,
-                   _glob("oneills1850", "*.abc"), melodic=True),
+                   _glob("oneills1850", "*.abc"), melodic=True, split_by="tune"),
         CorpusSpec("ryans", "Ryan's Mammoth Collection (1883), fiddle tunes", MUSIC21_LICENSE,
-                   _glob("ryansMammoth", "*.abc"), melodic=True),
+                   _glob("ryansMammoth", "*.abc"), melodic=True, split_by="tune"),
         CorpusSpec("bach-chorales", "J. S. Bach's four-part chorales (MusicXML), all parts", MUSIC21_LICENSE,
                    _bach_files),
         CorpusSpec("bach-chorales-soprano", "J. S. Bach's chorales, soprano line only", MUSIC21_LICENSE,
@@ -190,11 +300,12 @@ def _specs() -> dict[str, CorpusSpec]:
                    lambda root: _walk(root, SUFFIXES), needs_root=True),
         CorpusSpec("thesession", "a user's own thesession.org dump (tunes.csv): loader only",
                    "ODbL with restrictions: never shipped or processed by notelm's authors",
-                   lambda root: [_thesession_csv(root)], melodic=True, needs_root=True, reader="thesession"),
+                   lambda root: [_thesession_csv(root)], melodic=True, needs_root=True, reader="thesession",
+                   split_by="tune"),
     ]
     for coll, files in _essen_collections().items():
         specs.append(CorpusSpec(f"essen-{coll}", f"Essen collection {coll!r} ({', '.join(files)})",
-                                MUSIC21_LICENSE, _essen(files), melodic=True))
+                                MUSIC21_LICENSE, _essen(files), melodic=True, split_by="title"))
     return {s.name: s for s in specs}
 
 
@@ -344,11 +455,9 @@ def _assemble(spec, root, files, missing, results, fractions, strict) -> Corpus:
         pieces = [_relative_id(p, root) for p in pieces]
     if spec.transform is not None:
         pieces = [spec.transform(p) for p in pieces]
-    if spec.own_splits is not None:
-        own = spec.own_splits(root)
-        splits = [own.get(p.meta.id, hash_split(p.meta.id, fractions)) for p in pieces]
-    else:
-        splits = [hash_split(p.meta.id, fractions) for p in pieces]
+    own = spec.own_splits(root) if spec.own_splits is not None else {}
+    keys = split_keys(pieces, spec.split_by)
+    splits = [own.get(p.meta.id) or hash_split(key, fractions) for p, key in zip(pieces, keys)]
     return Corpus(spec=spec, root=root, pieces=pieces, splits=splits, skipped=skipped)
 
 

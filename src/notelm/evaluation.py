@@ -12,6 +12,10 @@ with ``combine_pieces(components)``, which also give each component's p(event). 
 reach the model as given (a `notelm.viewpoints.Melody` carries its timing along); the
 events are ``np.asarray(sequence)``.
 
+`frame_metrics` gives the DSTM paper's figures for frame sequences (Bjare, Lattner & Widmer
+2022; REFERENCE §2): NLL in nats and bits and precision (argmax accuracy) over all events
+pooled, and again only where the frame changes (the paper's "EVT" rows).
+
 Legend: P pieces, n events of a piece, A alphabet size.
 """
 
@@ -55,6 +59,39 @@ def predict_distributions(model: SequenceModel, sequences: Sequence[Sequence[int
             rows[i] = model.predict(state)
             state = model.observe(state, int(token))
         out.append(rows)
+    return out
+
+
+def frame_metrics(sequences: Sequence[Sequence[int]], distributions: Sequence[np.ndarray]) -> dict[str, float | int]:
+    """Pooled over every event of every piece: ``nll_nats`` (mean -ln p(event)), ``nll_bits``,
+    ``precision`` (how often the most probable token is the event; ties go to the lowest id),
+    ``events``; and ``evt_*``, the same at the events whose token differs from the previous
+    one in the piece (a piece's first event counts as a change): the DSTM paper's "EVT"
+    figures, where a held note's repeated frames, easy to predict, are left out.
+
+    ``distributions``: one (n, A) array per piece, row i the prediction of event i. Empty
+    selections give None.
+    """
+    if len(sequences) != len(distributions):
+        raise ValueError(f"{len(sequences)} sequences but {len(distributions)} distribution arrays")
+    nll, hit, change = [], [], []
+    for seq, dist in zip(sequences, distributions):
+        seq = np.asarray(seq, dtype=np.int64).reshape(-1)
+        dist = np.asarray(dist, dtype=np.float64)
+        if dist.shape[:1] != seq.shape or dist.ndim != 2:
+            raise ValueError(f"a piece of {len(seq)} events needs ({len(seq)}, A) distributions; got {dist.shape}")
+        with np.errstate(divide="ignore"):
+            nll.append(-np.log(dist[np.arange(len(seq)), seq]))
+        hit.append(dist.argmax(axis=1) == seq)
+        change.append(np.r_[True, seq[1:] != seq[:-1]][: len(seq)])  # the first event is a change
+    nll_all, hit_all, change_all = (np.concatenate(x) if x else np.zeros(0) for x in (nll, hit, change))
+    change_all = change_all.astype(bool)
+    out: dict[str, float | int] = {}
+    for prefix, keep in (("", np.ones(len(nll_all), bool)), ("evt_", change_all)):
+        n = int(keep.sum())
+        nats = float(nll_all[keep].mean()) if n else None
+        out |= {f"{prefix}nll_nats": nats, f"{prefix}nll_bits": nats / float(np.log(2)) if n else None,
+                f"{prefix}precision": float(hit_all[keep].mean()) if n else None, f"{prefix}events": n}
     return out
 
 

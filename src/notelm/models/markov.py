@@ -1,8 +1,13 @@
 """Baselines: a fixed-order Markov chain with additive smoothing, and a repetition model.
 
-Markov chain (the "MC-n" baseline of Bjare et al. 2022): counts of every n-gram up to length
-order+1 in the training pieces, frozen while predicting. Near the start of a piece the context
-is the whole (shorter) history. Two smoothings:
+Markov chain: counts of every n-gram up to length order+1, in one of two modes (as PPM's):
+
+- ``"ltm"``: counted in the training pieces (`fit`), frozen while predicting;
+- ``"stm"``: counted in the piece being predicted only, each event learned after it is
+  predicted, starting empty for every piece (the short-term "MC-n" baseline of Bjare et al.
+  2022, REFERENCE §2).
+
+Near the start of a piece the context is the whole (shorter) history. Two smoothings:
 
 - additive (``backoff=False``): p(x|s) = (c(s,x) + alpha) / (c(s) + alpha*A), Laplace for
   alpha = 1 (Chen & Goodman 1999, §2.1);
@@ -14,7 +19,7 @@ is the whole (shorter) history. Two smoothings:
 Repetition: predicts that the previous symbol comes again, with probability 1 - eps, and
 spreads eps over the other symbols (uniform at the first event).
 
-Legend: A alphabet size, N events, o context order.
+Legend: A alphabet size, N events, n events of one piece, o context order.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import numpy as np
 
 from notelm.config import Config
 from notelm.models.base import SequenceModel
+
+MODES = ("ltm", "stm")
 
 
 @dataclass(frozen=True)
@@ -72,16 +79,34 @@ class _Table:
         return np.where(self.keys[at] == keys, self.counts[at], 0)
 
 
+def _earlier_counts(code: np.ndarray, onehot: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(n, A): how often each symbol followed event i's context code at the valid events
+    before i in the same piece (an exclusive cumulative sum within each context)."""
+    counts = np.zeros_like(onehot)
+    at = np.flatnonzero(valid)
+    if len(at) == 0:
+        return counts
+    order = np.argsort(code[at], kind="stable")  # grouped by context, in time order within
+    rows, grouped = at[order], code[at][order]
+    cum = np.cumsum(onehot[rows], axis=0) - onehot[rows]  # events strictly before, all contexts
+    head = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+    first = np.repeat(head, np.diff(np.r_[head, len(rows)]))  # first row of each row's context
+    counts[rows] = cum - cum[first]
+    return counts
+
+
 class MarkovChain(SequenceModel):
-    """An order-n Markov chain over ``0..alphabet_size-1``, trained with `fit` (counts add up)."""
+    """An order-n Markov chain over ``0..alphabet_size-1``: mode "ltm" is trained with `fit`
+    (counts add up), mode "stm" learns each piece as it predicts it."""
 
-    trainable = True
-
-    def __init__(self, *, alphabet_size: int, config: MarkovConfig | None = None) -> None:
+    def __init__(self, *, alphabet_size: int, config: MarkovConfig | None = None, mode: str = "ltm") -> None:
         if isinstance(alphabet_size, bool) or not isinstance(alphabet_size, int | np.integer) or alphabet_size < 1:
             raise ValueError(f"alphabet_size must be a positive int; got {alphabet_size!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
         self.alphabet_size = int(alphabet_size)
         self.config = config or MarkovConfig()
+        self.mode = mode
         if float(self.alphabet_size) ** (self.config.order + 1) >= 2.0**62:
             raise ValueError(f"alphabet_size**(order+1) must fit in 62 bits to key the counts; "
                              f"got {self.alphabet_size}**{self.config.order + 1}")
@@ -89,8 +114,15 @@ class MarkovChain(SequenceModel):
         self._ngrams = [_Table() for _ in range(self.config.order + 1)]
         self._contexts = [_Table() for _ in range(self.config.order + 1)]
 
+    @property
+    def trainable(self) -> bool:
+        """Whether `fit` applies (an STM always starts empty)."""
+        return self.mode == "ltm"
+
     def fit(self, sequences: Sequence[Sequence[int]]) -> MarkovChain:
         """Add the n-grams of ``sequences`` to the counts."""
+        if not self.trainable:
+            raise ValueError("an STM starts empty for every piece and cannot be trained; use mode='ltm'")
         flat, position, _ = self._flatten(sequences)
         for o, code in enumerate(self._context_codes(flat, position)):
             valid = position >= o
@@ -105,18 +137,26 @@ class MarkovChain(SequenceModel):
         return state
 
     def predict(self, state: tuple[int, ...]) -> np.ndarray:
-        flat = np.array([*state, 0], np.int64)
+        flat = np.array([*state, 0], np.int64)  # the 0 stands for the event to come
+        if self.mode == "stm":
+            return self._online(flat)[-1]
         position = np.arange(len(flat), dtype=np.int64)
         return self._probabilities(flat, position, all_symbols=True)[-1]
 
     def observe(self, state: tuple[int, ...], token: int) -> tuple[int, ...]:
+        """The context so far: the last ``order`` tokens ("ltm"), the whole piece ("stm")."""
         _check_symbols(np.array([token]), self.alphabet_size)
         keep = self.config.order
+        if self.mode == "stm":
+            return (*state, int(token))
         return (*state, int(token))[-keep:] if keep else ()
 
     def score(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
         if len(sequences) == 0:
             return []
+        if self.mode == "stm":
+            return [np.log2(d[np.arange(len(d)), np.asarray(s, np.int64).reshape(-1)])
+                    for d, s in zip(self.distributions(sequences), sequences, strict=True)]
         flat, position, cuts = self._flatten(sequences)
         return np.split(np.log2(self._probabilities(flat, position, all_symbols=False)), cuts)
 
@@ -124,6 +164,8 @@ class MarkovChain(SequenceModel):
         """The predicted distribution before every event, one (length, A) array per piece."""
         if len(sequences) == 0:
             return []
+        if self.mode == "stm":
+            return [self._online(np.asarray(s, np.int64).reshape(-1)) for s in sequences]
         flat, position, cuts = self._flatten(sequences)
         return np.split(self._probabilities(flat, position, all_symbols=True), cuts)
 
@@ -150,9 +192,15 @@ class MarkovChain(SequenceModel):
             codes.append(code)
         return codes
 
+    def _smooth(self, counts, total, shorter):
+        """p(x|s) from the counts after context s and the order o-1 estimate (module docstring)."""
+        size, alpha = self.alphabet_size, self.config.alpha
+        prior = shorter if self.config.backoff else 1.0 / size
+        return (counts + alpha * size * prior) / (total + alpha * size)
+
     def _probabilities(self, flat, position, *, all_symbols):
         """p of every symbol (N, A) or of the actual event (N,), per the chosen smoothing."""
-        size, alpha = self.alphabet_size, self.config.alpha
+        size = self.alphabet_size
         symbols = np.arange(size)[None, :] if all_symbols else flat[:, None]
         p = np.full((len(flat), symbols.shape[1]), 1.0 / size)
         for o, code in enumerate(self._context_codes(flat, position)):
@@ -160,11 +208,22 @@ class MarkovChain(SequenceModel):
             targets = symbols if all_symbols else symbols[valid]
             counts = self._ngrams[o].get(code[valid, None] * size + targets)
             total = self._contexts[o].get(code[valid])[:, None]
-            prior = p[valid] if self.config.backoff else 1.0 / size
-            p[valid] = (counts + alpha * size * prior) / (total + alpha * size)
+            p[valid] = self._smooth(counts, total, p[valid])
         if all_symbols:
             p /= p.sum(axis=1, keepdims=True)  # exact already; removes rounding drift
         return p if all_symbols else p[:, 0]
+
+    def _online(self, seq):
+        """(n, A): the "stm" distributions of one piece, counting only its earlier events."""
+        _check_symbols(seq, self.alphabet_size)
+        position = np.arange(len(seq), dtype=np.int64)
+        onehot = np.eye(self.alphabet_size)[seq]  # (n, A)
+        p = np.full(onehot.shape, 1.0 / self.alphabet_size)
+        for o, code in enumerate(self._context_codes(seq, position)):
+            valid = position >= o
+            counts = _earlier_counts(code, onehot, valid)
+            p[valid] = self._smooth(counts[valid], counts[valid].sum(axis=1, keepdims=True), p[valid])
+        return p / p.sum(axis=1, keepdims=True)
 
 
 @dataclass(frozen=True)
@@ -207,6 +266,19 @@ class Repetition(SequenceModel):
     def observe(self, state: int | None, token: int) -> int:
         _check_symbols(np.array([token]), self.alphabet_size)
         return int(token)
+
+    def distributions(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """The predicted distribution before every event, one (length, A) array per piece."""
+        size, out = self.alphabet_size, []
+        for seq in sequences:
+            seq = np.asarray(seq, np.int64).reshape(-1)
+            _check_symbols(seq, size)
+            d = np.full((len(seq), size), 1.0 / size)
+            if size > 1 and len(seq) > 1:
+                d[1:] = self.config.eps / (size - 1)
+                d[np.arange(1, len(seq)), seq[:-1]] = 1.0 - self.config.eps
+            out.append(d)
+        return out
 
     def score(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
         size, eps = self.alphabet_size, self.config.eps
