@@ -99,13 +99,34 @@ def tiny_run(tmp_path_factory):
 
 def test_run_directory_holds_the_artifacts(tiny_run):
     for name in ("config.json", "encoding.json", "model.safetensors", "metrics.json", "README.md",
-                 "checkpoints/last.ckpt", "data/train.npy", "data/valid-offsets.npy", "logs/csv/metrics.csv"):
+                 "checkpoints/last.ckpt", "checkpoints/best.ckpt", "data/train.npy", "data/valid-offsets.npy",
+                 "logs/csv/metrics.csv"):
         assert (tiny_run / name).is_file(), name
     assert list((tiny_run / "logs" / "tensorboard").glob("events.out.tfevents.*"))
+    assert sorted(p.name for p in (tiny_run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]  # no temp files
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     assert metrics["global_step"] == 6 and [h["step"] for h in metrics["val_history"]] == [3, 6]
     assert metrics["best_val_loss"] == min(h["val_loss"] for h in metrics["val_history"])
+    # our own checkpoints, written by this test's run: unpickling them is safe here
+    best = torch.load(tiny_run / "checkpoints" / "best.ckpt", weights_only=False, map_location="cpu")
+    assert best["global_step"] == metrics["best_step"]
+    saved = weights(tiny_run)  # the best checkpoint holds the weights of model.safetensors
+    state = {k.removeprefix("network."): v for k, v in best["state_dict"].items()}
+    assert set(saved) <= set(state)
+    for k, v in saved.items():
+        torch.testing.assert_close(state[k], v, atol=0, rtol=0)
     assert "lstm on essen-kinder" in (tiny_run / "README.md").read_text()
+
+
+def test_best_checkpoint_of_a_final_validation(tmp_path):
+    """The last steps are validated after fit (5 is no multiple of 3); when that validation is
+    the best, best.ckpt is the final checkpoint."""
+    out = tmp_path / "run"
+    train("lstm", out=out, max_steps=5, overrides=["train.val_every=3", "train.lr=0.01"], **TINY)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [h["step"] for h in metrics["val_history"]] == [3, 5]
+    best = torch.load(out / "checkpoints" / "best.ckpt", weights_only=False, map_location="cpu")
+    assert best["global_step"] == metrics["best_step"]
 
 
 def test_loaded_run_scores_like_its_network(tiny_run):
@@ -171,9 +192,13 @@ def test_ddp_two_cpu_processes_match_one(tmp_path):
     hb = json.loads((tmp_path / "two" / "metrics.json").read_text())["val_history"]
     np.testing.assert_allclose([h["val_loss"] for h in ha], [h["val_loss"] for h in hb], rtol=1e-4)
     a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
-    for k in a:  # float32 sums in another order; Adam magnifies the tiniest gradients' differences
-        torch.testing.assert_close(a[k], b[k], atol=2e-3, rtol=0)
-        assert (a[k] - b[k]).abs().mean() < 1e-4
+    for k in a:
+        # float32 sums in another order: Adam divides by the gradient's own size, so where a
+        # gradient is almost zero its rounding can flip a step (up to lr); a few such weights
+        # differ, the rest agree. Half-batch gradients (no averaging) would move them all.
+        diff = (a[k] - b[k]).abs()
+        assert (diff > 2e-3).float().mean() < 0.01, (k, diff.max())
+        assert diff.mean() < 1e-4
 
 
 # ---- the command line ---------------------------------------------------------------------------
@@ -220,7 +245,7 @@ def test_cli_compare_writes_a_chart(cli_run, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["train", "gru", "--corpus", "essen-kinder", "--out", "{tmp}/x"], "unknown neural model 'gru'"),
+    (["train", "gru", "--corpus", "essen-kinder", "--out", "{tmp}/x"], "unknown model 'gru'"),
     (["train", "lstm", "--corpus", "essen-kinder", "--set", "model.width=3", "--out", "{tmp}/x"], "model.width"),
     (["train", "lstm", "--corpus", "essen-kinder", "--set", "train.lr=-1", "--out", "{tmp}/x"], "train.lr"),
     (["train", "lstm", "--corpus", "essen-kinder", "--preset", "huge", "--out", "{tmp}/x"], "unknown preset"),

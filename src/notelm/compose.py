@@ -1,8 +1,9 @@
 """Music from a trained run: encode a primer, sample with `notelm.generation.sample` (the one
 sampler), decode, and trim to a length in seconds.
 
-A neural model keeps its state between steps (the LSTM its recurrent state, the
-Transformer its KV cache), so each sampled token costs one token's work.
+Every model keeps its state between steps (the LSTM its recurrent state, the Transformer its
+KV cache, PPM its context chain and, in modes stm/ltm+/both, what it has learned of the piece
+so far; `notelm.models.symbolic`), so each sampled token costs one token's work.
 """
 
 from __future__ import annotations
@@ -89,8 +90,6 @@ def generate(run: str | Path, *, primer: str | Path | None = None, length: int |
     EOS (the end of a piece) unless ``stop_at_eos`` is False, and never before ``min_length``
     sampled tokens.
     """
-    import torch
-
     from notelm.generation import sample
     from notelm.runs import open_run
 
@@ -100,7 +99,12 @@ def generate(run: str | Path, *, primer: str | Path | None = None, length: int |
         raise NotelmError(f"--seconds must be > 0; got {seconds}")
     r = open_run(run)
     encoding = r.encoding()
-    model = r.model(dtype=torch.float32)
+    if r.counting:
+        model = r.model()
+    else:
+        import torch
+
+        model = r.model(dtype=torch.float32)
     melodic = bool(r.config["data"].get("melodic", True))
     prime, prime_end = primer_tokens(encoding, primer, melodic=melodic) if primer else ([], 0.0)
     if seconds is not None:

@@ -1,6 +1,6 @@
 """Run directories: the artifacts `notelm train` writes and every other command reads.
 
-A run directory holds::
+A run of a neural model (lstm, transformer) holds::
 
     config.json          model family and settings, encoding, data, training, run format, version
     encoding.json        the encoding (settings, vocabulary, what it learned): encoding_from_dict
@@ -10,10 +10,17 @@ A run directory holds::
     data/                the encoded corpus as memory-mapped token arrays (notelm.training.data)
     logs/                TensorBoard events (logs/tensorboard) and CSV (logs/csv/metrics.csv)
     checkpoints/last.ckpt  Lightning's checkpoint of the last step, for --resume
+    checkpoints/best.ckpt  Lightning's checkpoint of the step with the best validation loss
+
+A run of a counting model (ppm, markov, repetition; `notelm.training.symbolic`) holds the same
+config.json (without the ``train`` and ``trainer`` sections: nothing is optimised),
+encoding.json, metrics.json (the validation figures), README.md and data/, and instead of
+weights ``counts.safetensors``: what the model counted, as flat integer arrays
+(`notelm.models.serialize`), checked on loading.
 
 Loading reads JSON and safetensors only, so a run downloaded from anyone is safe to load.
-The one pickle, ``checkpoints/last.ckpt``, is read only by ``notelm train --resume`` in a
-directory that ``notelm train`` itself created (see `notelm.training.train`).
+The pickles, ``checkpoints/*.ckpt``, are read only by ``notelm train --resume`` (last.ckpt)
+in a directory that ``notelm train`` itself created (see `notelm.training.train`), or by you.
 
 A run records ``RUN_FORMAT``; a run of another format is refused with a one-line reason.
 """
@@ -23,16 +30,20 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from notelm import __version__
 from notelm.errors import NotelmError
 from notelm.io.files import atomic_write_bytes, atomic_write_text
 
+if TYPE_CHECKING:  # torch loads only when a neural run is used
+    import torch
+
+    from notelm.models.base import SequenceModel
+
 RUN_FORMAT = 1  # bump when what a run directory holds changes incompatibly
 CONFIG, ENCODING, WEIGHTS, METRICS, CARD = "config.json", "encoding.json", "model.safetensors", "metrics.json", "README.md"
+COUNTS = "counts.safetensors"  # what a counting model learned (notelm.models.serialize)
 
 
 class RunError(NotelmError):
@@ -59,6 +70,30 @@ def save_weights(network: torch.nn.Module, path: Path) -> None:
         state[name] = tensor.detach().to("cpu").contiguous()
     atomic_write_bytes(path, save(state, metadata={"notelm_version": __version__, "run_format": str(RUN_FORMAT)}),
                        force=True)
+
+
+def save_counts(model: SequenceModel, path: Path) -> None:
+    """What a counting model learned, as safetensors (numpy arrays, no pickles), atomically."""
+    from notelm.models.serialize import counts_bytes
+
+    atomic_write_bytes(path, counts_bytes(model, {"notelm_version": __version__, "run_format": str(RUN_FORMAT)}),
+                       force=True)
+
+
+def load_counts(model: SequenceModel, path: Path) -> SequenceModel:
+    """Fill an untrained counting model (built from the run's config) with the stored counts."""
+    from safetensors import SafetensorError
+
+    from notelm.models.serialize import CountsError, load_model_arrays, read_counts
+
+    if not path.is_file():
+        raise RunError(f"{path.parent}: not a complete run directory ({path.name} is missing)")
+    try:
+        return load_model_arrays(model, read_counts(path))
+    except (SafetensorError, OSError) as e:
+        raise RunError(f"{path}: cannot read the counts ({e})") from None
+    except CountsError as e:
+        raise RunError(f"{path}: {e}") from None
 
 
 def load_weights(network: torch.nn.Module, path: Path) -> None:
@@ -113,6 +148,13 @@ class Run:
     def model_name(self) -> str:
         return self.config["model"]["name"]
 
+    @property
+    def counting(self) -> bool:
+        """Whether this is a run of a counting model (ppm, markov, repetition), not a network."""
+        from notelm.models.registry import COUNTING
+
+        return self.model_name in COUNTING
+
     def encoding(self):
         from notelm.encodings import encoding_from_dict
 
@@ -121,6 +163,8 @@ class Run:
     def network(self) -> torch.nn.Module:
         from notelm.models.neural import build_network
 
+        if self.counting:
+            raise RunError(f"{self.path}: a {self.model_name} run has counts, not a network")
         net = build_network(self.model_name, self.config["model"]["config"])
         weights = self.path / WEIGHTS
         if not weights.is_file():
@@ -128,8 +172,19 @@ class Run:
         load_weights(net, weights)
         return net.eval()
 
-    def model(self, **options: Any):
-        """The trained model as a `SequenceModel` (options: dtype, device, use_cache, stride)."""
+    def model(self, **options: Any) -> SequenceModel:
+        """The trained model as a `SequenceModel` over the encoding's vocabulary. Options of a
+        neural run: dtype, device, use_cache, stride; a counting run takes none."""
+        if self.counting:
+            from notelm.models.symbolic import build_counting
+
+            if options:
+                raise TypeError(f"a {self.model_name} run takes no options; got {sorted(options)}")
+            try:
+                model = build_counting(self.model_name, self.config["model"]["config"])
+            except NotelmError as e:
+                raise RunError(f"{self.path}: {e}") from None
+            return load_counts(model, self.path / COUNTS)
         from notelm.models.neural import neural_model
 
         return neural_model(self.model_name, self.network(), **options)
@@ -142,6 +197,11 @@ def open_run(path: str | Path) -> Run:
         raise RunError(f"{path}: no such run directory")
     config = read_json(path / CONFIG)
     check_format(config, path)
+    from notelm.models.registry import MODELS
+
+    name = config.get("model", {}).get("name") if isinstance(config.get("model"), dict) else None
+    if name not in MODELS:
+        raise RunError(f"{path}: holds a model this notelm does not know ({name!r}; known: {', '.join(MODELS)})")
     metrics = read_json(path / METRICS) if (path / METRICS).is_file() else {}
     return Run(path=path, config=config, metrics=metrics)
 
@@ -149,28 +209,55 @@ def open_run(path: str | Path) -> Run:
 # ---- the model card ---------------------------------------------------------------------------
 
 
-def model_card(config: dict, metrics: dict) -> str:
-    """README.md of a run: what was trained on what, how, and how well."""
-    m, d, t = config["model"], config["data"], config["train"]
-    trainer = config.get("trainer", {})
-    best = metrics.get("best_val_loss")
-    lines = [
+def _header(config: dict) -> list[str]:
+    m, d = config["model"], config["data"]
+    return [
         f"# {m['name']} on {d['corpus']} ({config['encoding']['name']} encoding)",
         "",
         f"Trained with notelm {config['notelm_version']} (run format {config['format']}).",
         "",
-        "## Model",
-        "",
-        f"- family: `{m['name']}` — {m.get('description', '')}; preset `{m.get('preset')}`; "
-        f"{metrics.get('parameters', 0):,} parameters",
-        f"- settings: `{json.dumps(m['config'])}`",
-        "",
+    ]
+
+
+def _data(config: dict) -> list[str]:
+    d = config["data"]
+    return [
         "## Data",
         "",
         f"- corpus `{d['corpus']}`, encoding `{config['encoding']['name']}` with settings `{json.dumps(config['encoding']['settings'])}`",
         f"- pieces train/valid: {d['pieces']['train']}/{d['pieces']['valid']}, tokens train/valid: "
         f"{d['tokens']['train']:,}/{d['tokens']['valid']:,}; skipped: {json.dumps(d['skipped'])}",
         "",
+    ]
+
+
+USE = [
+    "## Use",
+    "",
+    "```",
+    "notelm evaluate RUN --corpus CORPUS --split test",
+    "notelm generate RUN --out song.mid --wav song.wav --png roll.png",
+    "```",
+    "",
+]
+
+
+def model_card(config: dict, metrics: dict) -> str:
+    """README.md of a run: what was trained on what, how, and how well."""
+    if "train" not in config:
+        return counting_card(config, metrics)
+    m, t = config["model"], config["train"]
+    trainer = config.get("trainer", {})
+    best = metrics.get("best_val_loss")
+    lines = [
+        *_header(config),
+        "## Model",
+        "",
+        f"- family: `{m['name']}` — {m.get('description', '')}; preset `{m.get('preset')}`; "
+        f"{metrics.get('parameters', 0):,} parameters",
+        f"- settings: `{json.dumps(m['config'])}`",
+        "",
+        *_data(config),
         "## Training",
         "",
         f"- settings: `{json.dumps(t)}`",
@@ -183,15 +270,42 @@ def model_card(config: dict, metrics: dict) -> str:
         (f"- best validation loss {best:.4f} nats/token = {best / 0.6931471805599453:.4f} bits/token "
          f"at step {metrics.get('best_step')}") if best is not None else "- no validation yet",
         "",
-        "## Use",
-        "",
-        "```",
-        "notelm evaluate RUN --corpus CORPUS --split test",
-        "notelm generate RUN --out song.mid --wav song.wav --png roll.png",
-        "```",
-        "",
+        *USE,
         "Load it in Python with `notelm.runs.open_run(path).model()`. Loading reads only JSON and",
-        "safetensors files; `checkpoints/last.ckpt` (a pickle) is for `notelm train --resume` only.",
+        "safetensors files (`model.safetensors` holds the weights of the best validation loss).",
+        "`checkpoints/last.ckpt` (a pickle: Lightning's checkpoint of the last step) is for",
+        "`notelm train --resume` only; `checkpoints/best.ckpt` is Lightning's checkpoint of the",
+        "best step, for your own use with Lightning (also a pickle: load only runs you made).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def counting_card(config: dict, metrics: dict) -> str:
+    """README.md of a counting model's run (ppm, markov, repetition)."""
+    m = config["model"]
+    bits = metrics.get("valid_bits_per_event")
+    lines = [
+        *_header(config),
+        "## Model",
+        "",
+        f"- family: `{m['name']}` — {m.get('description', '')}; {metrics.get('counts', 0):,} n-grams counted",
+        f"- settings: `{json.dumps(m['config'])}`",
+        "",
+        *_data(config),
+        "## Training",
+        "",
+        f"- one pass over the training split: {metrics.get('train_seconds', 0):.2f} s, "
+        f"{metrics.get('train_tokens', 0):,} tokens",
+        "",
+        "## Results",
+        "",
+        (f"- validation: {bits:.4f} bits/token, accuracy {metrics.get('valid_accuracy', float('nan')):.4f}, "
+         f"{metrics.get('valid_tokens', 0):,} tokens") if bits is not None else "- no validation",
+        "",
+        *USE,
+        "Load it in Python with `notelm.runs.open_run(path).model()`. Loading reads only JSON and",
+        "`counts.safetensors` (what the model counted, as integer arrays, checked on loading).",
         "",
     ]
     return "\n".join(lines)

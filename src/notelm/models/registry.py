@@ -1,7 +1,11 @@
 """Models by name: ``build_model("ppm", alphabet_size=27, config={"escape": "c"}, mode="stm")``.
 
-Each builder takes the alphabet size, a config (a dict as saved in a run's config.json, or the
-config object itself) and the family's own keyword options, and returns a `SequenceModel`.
+Each builder takes the alphabet size, a config (a `PPMConfig`-like dict, or the config object
+itself) and the family's own keyword options, and returns a `SequenceModel`.
+
+Every name is also a kind of run directory (`notelm train NAME`): the ``COUNTING`` models are
+built in one pass over the training split (`notelm.training.symbolic`, whose run settings are
+in `notelm.models.symbolic`), the ``NEURAL`` ones trained by Lightning (`notelm.training.train`).
 """
 
 from __future__ import annotations
@@ -58,6 +62,24 @@ MODELS: dict[str, Callable[..., SequenceModel]] = {
     "lstm": build_lstm,
     "transformer": build_transformer,
 }
+
+
+def _neural_builder(name: str) -> Callable[..., SequenceModel]:
+    def build(*, alphabet_size: int, config: dict | None = None, **options: Any) -> SequenceModel:
+        from notelm.models.neural import build_neural
+
+        return build_neural(name, alphabet_size=alphabet_size, config=config, **options)
+
+    build.__doc__ = f"An untrained {name} (models/dstm.py) as a model; `notelm train {name}` trains one."
+    return build
+
+
+for _name in ("ccstm", "dcstm", "wavenet"):
+    MODELS[_name] = _neural_builder(_name)
+
+
+COUNTING = ("ppm", "markov", "repetition")
+NEURAL = ("lstm", "transformer", "ccstm", "dcstm", "wavenet")
 
 
 def build_model(name: str, **options: Any) -> SequenceModel:

@@ -1,5 +1,6 @@
 """`train`: the importable entry point behind ``notelm train`` — a neural model on an encoded
-corpus with Lightning, into a run directory (see `notelm.runs`).
+corpus with Lightning, into a run directory (see `notelm.runs`). Counting models (ppm, markov,
+repetition) go to `notelm.training.symbolic` instead: no gradients, one pass.
 
 What happens, in order:
 
@@ -7,8 +8,9 @@ What happens, in order:
 2. The corpus is read, the encoding fitted (if it learns) on the training split, and the
    train and valid splits are encoded into memory-mapped arrays under ``RUN/data``.
 3. ``config.json``, ``encoding.json`` and the model card are written; then Lightning trains.
-   Every validation writes ``metrics.json``, and ``model.safetensors`` when the validation
-   loss is the best so far, and ``checkpoints/last.ckpt``.
+   Every validation writes ``metrics.json``, and ``checkpoints/last.ckpt``; when the
+   validation loss is the best so far, also ``model.safetensors`` and ``checkpoints/best.ckpt``
+   (Lightning checkpoints are written under a temporary name and renamed into place).
 
 Distributed runs (``devices``/``num_nodes``/``strategy``) are Lightning's: with ``ddp`` the
 launcher starts the other processes by running the same command again; those find the run
@@ -59,6 +61,9 @@ from notelm.training.config import (
 
 PRESETS = ("debug", "small", "base")
 LAST = Path("checkpoints") / "last.ckpt"
+BEST = Path("checkpoints") / "best.ckpt"
+NEURAL_ONLY = {"preset": None, "max_steps": None, "max_epochs": None, "devices": "auto", "accelerator": "auto",
+               "strategy": "auto", "num_nodes": 1, "precision": None, "resume": False}  # flag -> its default
 DEFAULT_EPOCHS = 10  # when neither max_steps nor max_epochs is given
 
 
@@ -130,15 +135,16 @@ def _tokens_per_second(encoding, sequences: list[np.ndarray], limit: int = 200) 
     return tokens / seconds if seconds > 0 else None
 
 
-def prepare_run(out: Path, model: str, *, corpus: str, root: str | Path | None, encoding: str,
-                settings: dict[str, dict[str, Any]], preset: str, progress: bool) -> dict:
-    """Read and encode the corpus into ``out/data`` and write config.json and encoding.json."""
+def prepare_data(out: Path, *, corpus: str, root: str | Path | None, encoding: str,
+                 settings: dict[str, Any]) -> tuple[Any, list[np.ndarray], list[np.ndarray], dict]:
+    """Read the corpus, fit the encoding (if it learns) on the training split, encode the train
+    and valid splits into ``out/data`` and write encoding.json. Returns the encoding, the
+    train and valid token ids, and the ``data`` section of config.json."""
     from notelm.corpora import load_corpus
     from notelm.encodings import get_encoding
-    from notelm.models.neural import family
     from notelm.training.data import encode_pieces, write_split
 
-    enc = get_encoding(encoding, **settings["encoding"])
+    enc = get_encoding(encoding, **settings)
     c = load_corpus(corpus, root)
     train_pieces, valid_pieces = c.split("train"), c.split("valid")
     if c.spec.melodic:
@@ -152,6 +158,21 @@ def prepare_run(out: Path, model: str, *, corpus: str, root: str | Path | None, 
                           f"{'train' if not train_ids else 'valid'} split (skipped: {dict(train_skip + valid_skip)})")
     write_split(out / "data", "train", train_ids, len(enc.vocab))
     write_split(out / "data", "valid", valid_ids, len(enc.vocab))
+    write_json(out / ENCODING, enc.to_dict())
+    data = {"corpus": corpus, "root": None if root is None else str(root), "melodic": c.spec.melodic,
+            "pieces": {"train": len(train_ids), "valid": len(valid_ids)},
+            "tokens": {"train": int(sum(len(s) for s in train_ids)), "valid": int(sum(len(s) for s in valid_ids))},
+            "skipped": dict(train_skip + valid_skip),
+            "tokens_per_second": _tokens_per_second(enc, train_ids)}
+    return enc, train_ids, valid_ids, data
+
+
+def prepare_run(out: Path, model: str, *, corpus: str, root: str | Path | None, encoding: str,
+                settings: dict[str, dict[str, Any]], preset: str, progress: bool) -> dict:
+    """Read and encode the corpus into ``out/data`` and write config.json and encoding.json."""
+    from notelm.models.neural import family
+
+    enc, _, _, data = prepare_data(out, corpus=corpus, root=root, encoding=encoding, settings=settings["encoding"])
     fam = family(model)
     config = {
         "format": RUN_FORMAT,
@@ -159,14 +180,9 @@ def prepare_run(out: Path, model: str, *, corpus: str, root: str | Path | None, 
         "model": {"name": model, "preset": preset, "description": fam.description,
                   "config": {**fam.config_class.from_dict(settings["model"]).to_dict(), "vocab_size": len(enc.vocab)}},
         "encoding": {"name": encoding, "settings": settings["encoding"]},
-        "data": {"corpus": corpus, "root": None if root is None else str(root), "melodic": c.spec.melodic,
-                 "pieces": {"train": len(train_ids), "valid": len(valid_ids)},
-                 "tokens": {"train": int(sum(len(s) for s in train_ids)), "valid": int(sum(len(s) for s in valid_ids))},
-                 "skipped": dict(train_skip + valid_skip),
-                 "tokens_per_second": _tokens_per_second(enc, train_ids)},
+        "data": data,
         "train": TrainConfig.from_dict(settings["train"]).to_dict(),
     }
-    write_json(out / ENCODING, enc.to_dict())
     write_json(out / CONFIG, config)
     return config
 
@@ -184,11 +200,31 @@ def _open_existing(out: Path, *, resume: bool) -> dict:
 # ---- the callback that keeps the run directory current --------------------------------------------
 
 
+def save_checkpoint(trainer, path: Path) -> None:
+    """Lightning's checkpoint of the trainer, written to a temporary name and renamed, so an
+    interrupted save leaves the previous checkpoint whole. Every process calls it (Lightning
+    writes on process 0 and waits for the others); process 0 renames."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    trainer.save_checkpoint(tmp, weights_only=False)
+    if trainer.is_global_zero:
+        os.replace(tmp, path)
+
+
+def copy_atomically(source: Path, path: Path) -> None:
+    import shutil
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, path)
+
+
 def _callback_class():
     import lightning as L
 
     class RunKeeper(L.Callback):
-        """After every validation: metrics.json, the best weights, the model card, last.ckpt."""
+        """After every validation: metrics.json, the best weights and best.ckpt, the model card,
+        last.ckpt. A best step found by the validation after `fit` (when the last steps were not
+        validated) leaves ``best_pending``: `train` copies last.ckpt to best.ckpt then."""
 
         def __init__(self, out: Path, config: dict, parameters: int) -> None:
             self.out, self.config, self.parameters = out, config, parameters
@@ -196,6 +232,7 @@ def _callback_class():
             self.seconds_before, self.started = 0.0, time.perf_counter()
             self.tokens_before = 0
             self.last_val_step = -1
+            self.best_pending = False
 
         def state_dict(self) -> dict:
             return {"best": self.best, "best_step": self.best_step, "history": self.history,
@@ -247,7 +284,11 @@ def _callback_class():
                 write_json(self.out / METRICS, metrics)
                 write_card(self.out, self.config, metrics)
             if trainer.state.fn == "fit":
-                trainer.save_checkpoint(self.out / LAST, weights_only=False)
+                save_checkpoint(trainer, self.out / LAST)
+                if improved and trainer.is_global_zero:  # the same state: copy, not dump it twice
+                    copy_atomically(self.out / LAST, self.out / BEST)
+            elif improved:
+                self.best_pending = True
 
     return RunKeeper
 
@@ -257,19 +298,43 @@ def _callback_class():
 
 def train(model: str, *, out: str | Path, corpus: str | None = None, root: str | Path | None = None,
           encoding: str = "grid", config_file: str | Path | None = None, overrides: list[str] | tuple = (),
-          preset: str = "small", max_steps: int | None = None, max_epochs: int | None = None,
+          preset: str | None = None, max_steps: int | None = None, max_epochs: int | None = None,
           devices: int | str = "auto", accelerator: str = "auto", strategy: str = "auto", num_nodes: int = 1,
           precision: str | None = None, resume: bool = False, progress: bool = True,
           threads: int | None = None) -> Path:
-    """Train neural model ``model`` into run directory ``out``; return its path. See the module
+    """Train model ``model`` into run directory ``out``; return its path. See the module
     docstring; every argument has the meaning of the ``notelm train`` option of the same name.
-    ``threads``: torch's intra-op threads per process (default: torch's choice, one per core;
-    on a CPU shared with other work, 1 avoids OpenMP's spin-waiting, often by a factor of 10)."""
+    ``preset``: of a neural model (default "small"). ``threads``: torch's intra-op threads per
+    process (default: torch's choice, one per core; on a CPU shared with other work, 1 avoids
+    OpenMP's spin-waiting, often by a factor of 10).
+
+    A counting model (ppm, markov, repetition) is built by `notelm.training.symbolic.train_counting`
+    in one pass; the flags of gradient training (``NEURAL_ONLY``) are refused for it, in one line."""
+    from notelm.errors import UnknownNameError
+    from notelm.models.registry import COUNTING, MODELS
+
+    if model in COUNTING:
+        from notelm.training.symbolic import train_counting
+
+        flags = dict(preset=preset, max_steps=max_steps, max_epochs=max_epochs, devices=devices,
+                     accelerator=accelerator, strategy=strategy, num_nodes=num_nodes, precision=precision,
+                     resume=resume)
+        if given := [f"--{k.replace('_', '-')}" for k, default in NEURAL_ONLY.items() if flags[k] != default]:
+            raise SettingsError(f"{', '.join(given)}: for neural models only; {model} is a counting model, "
+                                f"built in one pass over the training split on one CPU (drop {'it' if len(given) == 1 else 'them'})")
+        if corpus is None:
+            raise SettingsError("--corpus is needed to start a run")
+        return train_counting(model, out=out, corpus=corpus, root=root, encoding=encoding,
+                              config_file=config_file, overrides=overrides)
+    if model not in MODELS:
+        raise UnknownNameError("model", model, list(MODELS))
+
     import torch
 
     from notelm.models.neural import build_network, family
     from notelm.training.data import EvalWindows, RandomWindows, TokenArray
 
+    preset = "small" if preset is None else preset
     if threads is not None:
         if threads < 1:
             raise SettingsError(f"--threads must be >= 1; got {threads}")
@@ -356,8 +421,10 @@ def train(model: str, *, out: str | Path, corpus: str | None = None, root: str |
                 ckpt_path=str(out / LAST) if resume else None, weights_only=False)
     if keeper.last_val_step != trainer.global_step:  # the last steps were not validated yet
         trainer.validate(task, dataloaders=valid_loader, verbose=False)
-    trainer.save_checkpoint(out / LAST, weights_only=False)
+    save_checkpoint(trainer, out / LAST)
     if trainer.is_global_zero:
+        if keeper.best_pending:  # the last step was the best: its checkpoint is last.ckpt
+            copy_atomically(out / LAST, out / BEST)
         metrics = keeper.metrics(trainer)
         write_json(out / METRICS, metrics)
         write_card(out, config, metrics)
