@@ -67,3 +67,9 @@ def test_quickstart_refuses_to_overwrite(tmp_path):
     (tmp_path / "quickstart").mkdir()
     r = notelm("quickstart", "--out", str(tmp_path / "quickstart"))
     assert r.returncode != 0 and "--force" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args", [("bogus",), ("train", "lstm", "--set", "a=1", "b=2")])
+def test_usage_errors_are_one_message_not_a_traceback(args):
+    r = notelm(*args)
+    assert r.returncode == 2 and "Error:" in r.stderr and "Traceback" not in r.stderr

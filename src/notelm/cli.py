@@ -297,7 +297,7 @@ def quickstart(out_dir: Path = typer.Option(Path("notelm-runs/quickstart"), "--o
     run_quickstart(out_dir, force=force, console=out, progress_bar=progress_bar)
 
 
-# ---- notelm train / evaluate / compare / generate / bench (neural models) -------------------------
+# ---- notelm train / evaluate / compare / generate / bench -----------------------------------------
 
 bench_app = typer.Typer(no_args_is_help=True, help="Speed benchmarks of the neural engine.")
 app.add_typer(bench_app, name="bench")
@@ -305,13 +305,13 @@ app.add_typer(bench_app, name="bench")
 
 @app.command()
 def train(
-    model: str = typer.Argument(..., help="lstm or transformer."),
+    model: str = typer.Argument(..., help="lstm or transformer (neural); ppm, markov or repetition (counting)."),
     corpus: str | None = typer.Option(None, "--corpus", help="Corpus to train on (not needed with --resume)."),
     root: Path | None = ROOT,
     encoding: str = typer.Option("grid", "--encoding", help="Token encoding (grid, performance, remi, ...)."),
     config: Path | None = typer.Option(None, "--config", help="YAML or JSON file with sections model, train, encoding."),
-    settings: list[str] = typer.Option([], "--set", help="A setting, section.key=value (repeatable), e.g. --set model.dim=64 --set train.lr=3e-4."),
-    preset: str = typer.Option("small", "--preset", help="debug (seconds on CPU), small or base."),
+    settings: list[str] = typer.Option([], "--set", help="A setting, section.key=value (repeatable), e.g. --set model.dim=64 --set train.lr=3e-4, or for ppm --set model.mode=both --set model.order_bound=5."),
+    preset: str | None = typer.Option(None, "--preset", help="debug (seconds on CPU), small (the default) or base; neural models."),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after this many optimiser steps."),
     max_epochs: int | None = typer.Option(None, "--max-epochs", help="Stop after this many passes over the training tokens."),
     devices: str = typer.Option("auto", "--devices", help="Lightning devices: a number, a list like 0,1, or auto."),
@@ -321,12 +321,19 @@ def train(
     precision: str | None = typer.Option(None, "--precision", help="32-true, bf16-mixed, 16-mixed, ..."),
     out_dir: Path = typer.Option(..., "--out", help="Run directory to create (or continue with --resume)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
-    threads: int | None = typer.Option(None, "--threads", help="Torch threads per process (default one per core; 1 on a busy CPU)."),
+    threads: int | None = typer.Option(None, "--threads", help="Torch threads per process (default one per core; 1 on a busy CPU). Ignored by counting models."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar or model summary."),
 ) -> None:
-    """Train a neural model on an encoded corpus into a run directory (Lightning).
+    """Train a model on an encoded corpus into a run directory: a neural model with Lightning,
+    or a counting model (ppm, markov, repetition) in one pass over the training split.
+
+    ppm settings: model.mode (ltm, ltm+, stm, both, both+), model.escape, model.order_bound, model.update_exclusion, model.interpolated, model.exclusion, model.shortest_deterministic, and in the both modes model.stm_KEY, model.combine, model.bias. markov: model.mode (ltm, stm), model.order, model.alpha, model.backoff. repetition: model.eps.
+
+    Counting models refuse the flags of gradient training (--preset, --max-steps, --max-epochs, --devices, --accelerator, --strategy, --num-nodes, --precision, --resume) and any train.* setting; --threads and --quiet do not matter to them.
 
     Example: notelm train lstm --corpus essen-erk --encoding grid --set encoding.transpose=true --max-steps 2000 --out runs/lstm
+
+    Example: notelm train ppm --corpus essen-kinder --encoding melody --set model.mode=both+ --out runs/ppm
     """
     import os
 
@@ -340,6 +347,12 @@ def train(
     if os.environ.get("LOCAL_RANK", "0") == "0":
         m = json.loads((path / "metrics.json").read_text())
         best = m.get("best_val_loss")
+        if m.get("global_step") is None:  # a counting model
+            learned = (f"counted {m['train_tokens']:,} training tokens ({m['counts']:,} n-grams) in "
+                       f"{m['train_seconds']:.2f} s" if m["counts"] else "learns nothing from the corpus (only within each piece)")
+            out.print(f"{path}: {model} {learned}; validation {m['valid_bits_per_event']:.4f} bits per token, "
+                      f"accuracy {m['valid_accuracy']:.4f}")
+            return
         out.print(f"{path}: {m['global_step']} steps in {m['train_seconds']:.0f} s, best validation "
                   + (f"{best:.4f} nats = {best / 0.6931471805599453:.4f} bits per token" if best is not None else "none"))
 
@@ -392,11 +405,12 @@ def compare(
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("run", "model", "encoding", "bits/event", "accuracy", "events", "parameters",
+    table = Table("run", "model", "encoding", "bits/event", "accuracy", "events", "size",
                   title=f"Leaderboard: {corpus} {split} (bits per event of each row's encoding)")
     for r in rows:
-        table.add_row(Path(r["run"]).name, r["model"], r["encoding"], f"{r['bits_per_event']:.4f}", f"{r['accuracy']:.4f}",
-                      f"{r['events']:,}", f"{r['parameters']:,}" if r["parameters"] else "")
+        table.add_row(Path(r["run"]).name, f"{r['model']} {r['mode']}" if r.get("mode") else r["model"], r["encoding"], f"{r['bits_per_event']:.4f}", f"{r['accuracy']:.4f}",
+                      f"{r['events']:,}", f"{r['parameters']:,} parameters" if r["parameters"]
+                      else f"{r['counts']:,} n-grams" if r.get("counts") is not None else "")
     out.print(table)
     if png is not None:
         out.print(f"chart written to {png}")
@@ -504,12 +518,11 @@ def main() -> None:
         sys.exit(130)
     except (typer.Exit, SystemExit) as e:
         sys.exit(getattr(e, "exit_code", getattr(e, "code", 0)))
-    except Exception as e:  # click's usage errors
-        import click
-
-        if isinstance(e, click.ClickException):
+    except Exception as e:  # click's usage errors: click's own classes, or the copy newer typers vendor
+        kinds = {c.__name__ for c in type(e).__mro__}
+        if "ClickException" in kinds:
             e.show()
             sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
+        if "Abort" in kinds:
             sys.exit(1)
         raise

@@ -1,6 +1,7 @@
 """Trained runs on a corpus split: `evaluate_run` (bits per event and accuracy through the
 same `notelm.evaluation.evaluate` that PPM goes through) and `compare_runs` (a leaderboard,
-with a bar chart).
+with a bar chart). Runs of neural and of counting models (ppm, markov, repetition) are read and
+scored alike: each model predicts over its encoding's whole vocabulary (`notelm.runs`).
 
 Bits per event are comparable only between runs of the same encoding: an event of the grid
 encoding is a 16th-note step, of the melody encoding a note. Every row says its encoding and
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from notelm.evaluation import evaluate
+from notelm.evaluation import evaluate, frame_metrics
 from notelm.models.base import SequenceModel
 
 
@@ -35,7 +36,9 @@ class _Given(SequenceModel):
 
 def evaluate_run(run: str | Path, *, corpus: str, root: str | Path | None = None, split: str = "test") -> dict:
     """Evaluate a run directory's model on a corpus split; a JSON-ready dict with
-    ``bits_per_event`` (mean over all events), ``accuracy`` (argmax), ``events``, and more."""
+    ``bits_per_event`` (mean over all events), ``accuracy`` (argmax), ``events``; the same as
+    ``nll_nats``/``nll_bits``/``precision`` and, only at events whose token differs from the one
+    before, ``evt_nll_nats``/``evt_nll_bits``/``evt_precision``/``evt_events``; and more."""
     from notelm.corpora import load_corpus
     from notelm.runs import open_run
     from notelm.training.data import encode_pieces
@@ -54,6 +57,7 @@ def evaluate_run(run: str | Path, *, corpus: str, root: str | Path | None = None
     events = int(sum(len(s) for s in sequences))
     return {
         "run": str(r.path), "model": r.model_name, "preset": r.config["model"].get("preset"),
+        "mode": r.config["model"]["config"].get("mode"),  # a PPM's: ltm, ltm+, stm, both, both+
         "encoding": encoding.name, "unit": f"bits per {encoding.name} token",
         "corpus": corpus, "split": split, "pieces": len(sequences), "skipped": dict(skipped),
         "events": events,
@@ -61,7 +65,10 @@ def evaluate_run(run: str | Path, *, corpus: str, root: str | Path | None = None
         "mean_ic_per_piece": ev.mean_ic() if events else None,
         "mean_entropy": ev.mean_entropy() if events else None,
         "accuracy": correct / events if events else None,
-        "parameters": r.metrics.get("parameters"), "train_seconds": r.metrics.get("train_seconds"),
+        # the same in nats, and only where the token changes (the DSTM paper's "EVT" figures)
+        **({k: v for k, v in frame_metrics(sequences, dists).items() if k != "events"} if events else {}),
+        "parameters": r.metrics.get("parameters"), "counts": r.metrics.get("counts"),
+        "train_seconds": r.metrics.get("train_seconds"),
         "global_step": r.metrics.get("global_step"),
     }
 
