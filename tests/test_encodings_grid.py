@@ -30,7 +30,7 @@ def test_tutorial_tokens_hold_and_rest():
 def test_repeat_mode_repeats_pitch_and_merges_restruck_notes():
     piece = melody([60, 60, 62], [0, 0.5, 1.5], [0.5, 0.5, 0.25])
     dstm = get_encoding("dstm-frames")
-    assert dstm.tokens(piece) == toks("60 60 60 60 r r 62")
+    assert dstm.tokens(piece) == toks("60 60 60 60 r r 62")[:-1]  # frames only: no terminal symbol
     q = dstm.quantized(piece)  # frames cannot tell a re-strike from a hold
     assert q.pitch.tolist() == [60, 62] and q.duration.tolist() == [1.0, 0.25]
     hold = get_encoding("grid")  # hold mode keeps both notes
@@ -112,3 +112,14 @@ def test_transposition_out_of_midi_range_is_refused_not_wrapped():
     with pytest.raises(EncodingError) as e:
         get_encoding("grid", transpose=True).encode(high)
     assert e.value.reason == "transposition leaves the MIDI range"
+
+
+def test_dstm_frames_sample_off_grid_notes_like_a_piano_roll():
+    triplet = melody([60, 62, 64, 65], [0, 1 / 3, 2 / 3, 1], [1 / 3, 1 / 3, 1 / 3, 1])
+    grace = melody([67, 69], [0.9, 1.0], [0.1, 0.5])  # a grace note sounds at no frame's start
+    dstm = get_encoding("dstm-frames")
+    assert dstm.tokens(triplet) == "60 60 62 64 65 65 65 65".split()  # frames at 0, .25, .5, .75, 1, ...
+    assert dstm.tokens(grace) == "r r r r 69 69".split()
+    assert dstm.decode(dstm.encode(grace)) == dstm.quantized(grace)
+    with pytest.raises(EncodingError):
+        get_encoding("grid").encode(triplet)

@@ -8,16 +8,22 @@ A minor first (``transpose=True``; see `notelm.encodings.keys`).
 
 ``dstm-frames`` is the DSTM paper's input (Bjare, Lattner & Widmer 2022; REFERENCE §2): the
 same 16th-note frames with ``mode="repeat"`` (a held note repeats its pitch every frame, so
-there is no "_"), pitches 48-95 plus the rest: 49 classes.
+there is no "_"), pitches 48-95 plus the rest: 49 classes; and, like the paper's piano roll,
+``off_grid="sample"``: each frame shows what sounds at its start, so triplets and grace notes
+are kept as the frames see them instead of refusing the tune. As in the paper, frames are all
+there is: no terminal symbol ends a tune (``terminal=False``).
 
 What the grid keeps, and what it refuses (`quantized` says exactly):
 
 - The line is ``piece.melody()``: the highest note at each onset, cut where the next starts.
   (For polyphonic input this differs from a piano roll's highest sounding pitch per frame
   when a high note outlasts a lower one struck after it; for monophonic tunes they agree.)
-- Every onset and duration must lie on the step grid; a note shorter than the step raises
-  EncodingError "note shorter than the grid step" and any other off-grid time "time off the
-  grid" (the tutorial filters such songs out; batch code counts them).
+- With ``off_grid="error"`` (the default) every onset and duration must lie on the step grid;
+  a note shorter than the step raises EncodingError "note shorter than the grid step" and any
+  other off-grid time "time off the grid" (the tutorial filters such songs out; batch code
+  counts them). With ``off_grid="sample"`` the line is sampled as a piano roll at each
+  frame's start: a note covers frames ceil(onset / step) to ceil(end / step), and a note
+  that sounds at no frame's start (a grace note, a short note of a triplet) is dropped.
 - Pitches outside ``low..high``: ``out_of_range="error"`` raises; ``"octave"`` moves the whole
   tune by octaves into range (never note by note, which would break its contour) and raises
   only when its compass is wider than the range allows.
@@ -51,6 +57,7 @@ from notelm.pieces import Piece
 HOLD, REST = "_", "r"
 MODES = ("hold", "repeat")
 OUT_OF_RANGE = ("error", "octave")
+OFF_GRID = ("error", "sample")
 _TOL = 1e-6  # in steps: times read from files carry float noise well below this
 
 
@@ -58,7 +65,8 @@ _TOL = 1e-6  # in steps: times read from files carry float noise well below this
 class GridConfig(EncodingConfig):
     """step: quarter lengths per frame. mode: "hold" (pitch, then "_") or "repeat" (pitch
     every frame). low/high: pitch range of the vocabulary. transpose: to C major / A minor.
-    out_of_range: "error" or "octave". terminal: end each sequence with EOS."""
+    out_of_range: "error" or "octave". terminal: end each sequence with EOS. off_grid: "error"
+    (refuse off-grid times) or "sample" (sample the line at each frame's start)."""
 
     step: float = 0.25
     mode: str = "hold"
@@ -67,6 +75,7 @@ class GridConfig(EncodingConfig):
     transpose: bool = False
     out_of_range: str = "error"
     terminal: bool = True
+    off_grid: str = "error"
 
     def __post_init__(self) -> None:
         self.require_type("step", (int, float))
@@ -78,9 +87,11 @@ class GridConfig(EncodingConfig):
         self.require(self.out_of_range in OUT_OF_RANGE, f"out_of_range must be one of {OUT_OF_RANGE}")
         self.require_type("transpose", bool)
         self.require_type("terminal", bool)
+        self.require(self.off_grid in OFF_GRID, f"off_grid must be one of {OFF_GRID}; got {self.off_grid!r}")
 
 
-DSTM_FRAMES = {"step": 0.25, "mode": "repeat", "low": 48, "high": 95, "out_of_range": "octave"}
+DSTM_FRAMES = {"step": 0.25, "mode": "repeat", "low": 48, "high": 95, "out_of_range": "octave", "off_grid": "sample",
+               "terminal": False}
 
 
 class GridEncoding(Encoding):
@@ -134,6 +145,11 @@ class GridEncoding(Encoding):
         """Pitch, onset frame and length in frames of each note of the line, each (n,)."""
         mel = self._line(piece)
         start, length = mel.onset / self.config.step, mel.duration / self.config.step
+        if self.config.off_grid == "sample":  # frames k with onset <= k * step < end
+            first, end = np.ceil(start - _TOL), np.ceil(start + length - _TOL)
+            keep = end > first
+            return (mel.pitch[keep].astype(np.int64), first[keep].astype(np.int64),
+                    (end - first)[keep].astype(np.int64))
         i_start, i_len = np.round(start), np.round(length)
         if len(mel) and (length < 1 - _TOL).any():
             at = int(np.argmax(length < 1 - _TOL))

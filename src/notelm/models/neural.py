@@ -15,7 +15,8 @@ network that starts from zeros). The adapter adds what the model interface promi
   window, windows batched together) and `start`/`predict`/`observe` (the step path, which
   extends the KV cache and re-fills it from the last window when the window moves) therefore
   see exactly the same inputs, and agree to rounding.
-- Recurrent networks are not windowed: the state carries the whole piece.
+- Recurrent networks are not windowed: the state carries the whole piece (an LSTM's (h, c); a
+  DSTM's fast weights and its encoder's last inputs; a WaveNet's last inputs).
 
 Legend: n events of a piece, t window length, v vocabulary.
 """
@@ -32,7 +33,7 @@ from torch import nn
 
 from notelm.encodings.vocab import BOS_ID, PAD_ID, UNK_ID
 from notelm.errors import UnknownNameError
-from notelm.models import lstm, transformer
+from notelm.models import dstm, lstm, transformer
 from notelm.models.base import SequenceModel
 
 FLOOR = 1e-10  # mass spread uniformly so that no event has probability zero
@@ -60,6 +61,12 @@ NETWORKS: dict[str, Family] = {
                    description="embedding, LSTM, dropout, linear (the grid tutorial's network)"),
     "transformer": Family(transformer.TransformerConfig, transformer.Transformer, transformer.PRESETS, windowed=True,
                           description="decoder-only, pre-norm, rotary positions, SDPA, KV cache"),
+    "ccstm": Family(dstm.CCSTMConfig, dstm.DSTM, dstm.DSTM_PRESETS, windowed=False,
+                    description="differentiable short-term model, continuous codes (fast weights over a dilated-conv encoder)"),
+    "dcstm": Family(dstm.DCSTMConfig, dstm.DSTM, dstm.DSTM_PRESETS, windowed=False,
+                    description="differentiable short-term model, discrete codes (Gumbel-softmax / straight-through)"),
+    "wavenet": Family(dstm.WaveNetConfig, dstm.WaveNet, dstm.WAVENET_PRESETS, windowed=False,
+                      description="causal dilated convolutions (WaveNet-style long-term model)"),
 }
 
 

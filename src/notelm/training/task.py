@@ -64,6 +64,9 @@ class LanguageModelTask(L.LightningModule):
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         torch.manual_seed(hash((self.train_config.seed, self.global_step, self.global_rank)) % 2**63)
+        anneal = getattr(self.network, "anneal", None)  # e.g. a DCSTM's Gumbel temperature
+        if callable(anneal):
+            anneal(self.global_step / max(self.total_steps, 1))
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
