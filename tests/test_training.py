@@ -334,3 +334,20 @@ def test_bench_neural_smoke():
     r = subprocess.run([sys.executable, str(bench), "--smoke"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "tokens/s" in r.stdout
+
+
+def test_noam_schedule_and_label_smoothing_in_a_run(tmp_path):
+    """A run with AdamW, the Noam schedule and label smoothing trains, and the learning rate
+    it logs is Noam's at every logged step."""
+    import csv
+
+    run = train("transformer", out=tmp_path / "noam", max_steps=8, **dict(TINY, overrides=[
+        "train.schedule=noam", "train.warmup_steps=4", "train.lr=1.0", "train.optimizer=adamw",
+        "train.label_smoothing=0.2", "train.val_every=4", "model.dropout=0.0"]))
+    dim = json.loads((run / "config.json").read_text())["model"]["config"]["dim"]
+    f = schedule("noam", warmup=4, total=8, min_ratio=0.0, dim=dim)
+    logged = {int(r["step"]): float(r["lr"]) for r in csv.DictReader((run / "logs" / "csv" / "metrics.csv").open())
+              if r.get("lr")}
+    assert logged and all(lr == pytest.approx(f(step), rel=1e-5) for step, lr in logged.items())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["global_step"] == 8 and np.isfinite(metrics["best_val_loss"])

@@ -305,7 +305,7 @@ app.add_typer(bench_app, name="bench")
 
 @app.command()
 def train(
-    model: str = typer.Argument(..., help="lstm or transformer (neural); ppm, markov or repetition (counting)."),
+    model: str = typer.Argument(..., help="lstm, transformer, ccstm, dcstm or wavenet (neural); ppm, markov or repetition (counting)."),
     corpus: str | None = typer.Option(None, "--corpus", help="Corpus to train on (not needed with --resume)."),
     root: Path | None = ROOT,
     encoding: str = typer.Option("grid", "--encoding", help="Token encoding (grid, performance, remi, ...)."),
@@ -334,6 +334,8 @@ def train(
     Example: notelm train lstm --corpus essen-erk --encoding grid --set encoding.transpose=true --max-steps 2000 --out runs/lstm
 
     Example: notelm train ppm --corpus essen-kinder --encoding melody --set model.mode=both+ --out runs/ppm
+
+    Example: notelm train ccstm --corpus oneills --encoding dstm-frames --max-steps 2500 --out runs/ccstm
     """
     import os
 

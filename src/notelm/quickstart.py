@@ -70,8 +70,9 @@ def run_quickstart(out_dir: Path, *, force: bool, console: Console, progress_bar
     leaderboard = _leaderboard(console, progress_bar)
     generated = _generate(out_dir)
     neural = _neural(out_dir, console, progress_bar)
+    short_term = _short_term(out_dir, console, progress_bar)
     report = {"corpora": infos, "leaderboard": leaderboard, "generated": generated, "neural": neural,
-              "seconds": round(time.perf_counter() - started, 1)}
+              "short_term": short_term, "seconds": round(time.perf_counter() - started, 1)}
     atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2))
     atomic_write_text(out_dir / "report.md", _markdown(report))
     console.print(f"report written to {out_dir}/report.md ({report['seconds']} s)")
@@ -156,6 +157,60 @@ def _neural(out_dir: Path, console: Console, progress_bar) -> list[dict]:
     return rows
 
 
+# ---- short-term models: the DSTM paper's frames -------------------------------------------------
+
+STM_CORPUS, STM_ENCODING = "oneills", "dstm-frames"
+# (row, model, settings, steps): models that learn within each piece, and a small CCSTM trained
+# for about a minute (bench/results/dstm-oneills.json has the full table, trained longer)
+STM_ROWS = [
+    ("repetition", "repetition", [], None),
+    ("MC-3 (short-term)", "markov", ["model.order=3", "model.mode=stm"], None),
+    ("PPM (short-term, IDyOM's STM)", "ppm", ["model.mode=stm"], None),
+    ("CCSTM (small, 1 minute)", "ccstm", ["model.filters=32", "model.code_size=64", "model.context=256",
+                                          "train.val_every=200", "train.warmup_steps=20"], 400),
+]
+
+
+def _short_term(out_dir: Path, console: Console, progress_bar) -> list[dict]:
+    """Short-term models on O'Neill's tunes as the DSTM paper's 16th-note frames: each learns
+    within the piece it predicts; NLL in nats and precision, on the test split."""
+    from notelm.leaderboard import evaluate_run
+    from notelm.training import train
+
+    rows = []
+    for i, (label, model, settings, steps) in enumerate(STM_ROWS):
+        with progress_bar(f"{label} on {STM_CORPUS}") as progress:
+            progress(i, len(STM_ROWS))
+            run = train(model, out=out_dir / "runs" / f"stm-{model}", corpus=STM_CORPUS, encoding=STM_ENCODING,
+                        overrides=settings, max_steps=steps, progress=False, threads=1,
+                        **({"preset": "small"} if steps else {}))
+        rows.append({"label": label, **evaluate_run(run, corpus=STM_CORPUS, split="test")})
+    table = Table("model", "nats/frame", "bits/frame", "precision", "EVT nats", "EVT precision",
+                  title=f"Leaderboard (short-term): {STM_CORPUS} test split, {STM_ENCODING} "
+                        "(16th-note frames, 49 classes)")
+    for r in rows:
+        table.add_row(r["label"], f"{r['nll_nats']:.3f}", f"{r['nll_bits']:.3f}", f"{r['precision']:.3f}",
+                      f"{r['evt_nll_nats']:.3f}", f"{r['evt_precision']:.3f}")
+    console.print(table)
+    return rows
+
+
+def _short_term_markdown(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["", f"## Leaderboard (short-term): {STM_CORPUS}, {STM_ENCODING}, test split", "",
+             "Negative log-likelihood per 16th-note frame and precision (how often the most probable frame "
+             "is the one that comes); EVT: the same only at frames where the pitch changes (Bjare, Lattner & "
+             "Widmer 2022). Every model learns within the piece it predicts; the CCSTM's encoder was "
+             "trained on the train split.", "",
+             "| model | nats/frame | bits/frame | precision | EVT nats | EVT precision | frames |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['label']} | {r['nll_nats']:.3f} | {r['nll_bits']:.3f} | {r['precision']:.3f} | "
+                     f"{r['evt_nll_nats']:.3f} | {r['evt_precision']:.3f} | {r['events']:,} |")
+    return lines
+
+
 def _neural_markdown(rows: list[dict]) -> list[str]:
     if not rows:
         return []
@@ -190,6 +245,7 @@ def _markdown(report: dict) -> str:
     if report["generated"]:
         lines += ["", "## Generated", ""] + [f"- `{p}`" for p in report["generated"]]
     lines += _neural_markdown(report.get("neural", []))
+    lines += _short_term_markdown(report.get("short_term", []))
     skipped = [s for i in report["corpora"] for s in i["skipped"]]
     if skipped:
         lines += ["", "### Skipped", ""] + [f"- `{s['path']}`: {s['reason']}" for s in skipped]

@@ -1,6 +1,6 @@
 """Run directories: the artifacts `notelm train` writes and every other command reads.
 
-A run of a neural model (lstm, transformer) holds::
+A run of a neural model (lstm, transformer, ccstm, dcstm, wavenet) holds::
 
     config.json          model family and settings, encoding, data, training, run format, version
     encoding.json        the encoding (settings, vocabulary, what it learned): encoding_from_dict
