@@ -160,3 +160,20 @@ def test_train_evaluate_round_trip(name, tmp_path):
     result = evaluate_run(run, corpus="essen-kinder", split="valid")
     # the training validation and notelm evaluate see the same frames through the same model
     assert result["bits_per_event"] == pytest.approx(metrics["best_val_bits"], rel=1e-4)
+
+
+def test_shipped_run_reproduces_its_row_of_the_table():
+    """bench/runs holds the small trained runs behind bench/results/dstm-oneills.json; notelm
+    evaluate gives their rows back."""
+    from pathlib import Path
+
+    from notelm.leaderboard import evaluate_run
+
+    bench = Path(__file__).parent.parent / "bench"
+    run, table = bench / "runs" / "dstm-oneills" / "ccstm-32", bench / "results" / "dstm-oneills.json"
+    if not run.is_dir() or not table.is_file():
+        pytest.skip("bench/runs or bench/results absent")
+    row = next(r for r in json.loads(table.read_text())["rows"] if r["model"] == "ccstm-32")
+    got = evaluate_run(run, corpus="oneills", split="test")
+    for key in ("nll_nats", "precision", "evt_nll_nats", "evt_precision", "events", "evt_events"):
+        assert got[key] == pytest.approx(row[key], rel=1e-6), key
