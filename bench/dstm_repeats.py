@@ -23,7 +23,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_dstm import BASELINES, ENCODING, frames, frames_only, parse_named, run_distributions  # noqa: E402
-
 from notelm.benchmarks import machine  # noqa: E402
 from notelm.corpora import load_corpus  # noqa: E402
 from notelm.encodings import get_encoding  # noqa: E402
