@@ -166,8 +166,10 @@ STM_ROWS = [
     ("repetition", "repetition", [], None),
     ("MC-3 (short-term)", "markov", ["model.order=3", "model.mode=stm"], None),
     ("PPM (short-term, IDyOM's STM)", "ppm", ["model.mode=stm"], None),
-    ("CCSTM (small, 1 minute)", "ccstm", ["model.filters=32", "model.code_size=64", "model.context=256",
-                                          "train.val_every=200", "train.warmup_steps=20"], 400),
+    # receptive field 32 and a high learning rate: the most a CCSTM learns in a minute on one core
+    ("CCSTM-32 (small, 1 minute)", "ccstm", ["model.layers=5", "model.filters=32", "model.code_size=64",
+                                             "model.context=256", "train.lr=5e-3", "train.val_every=500",
+                                             "train.warmup_steps=20"], 1500),
 ]
 
 
