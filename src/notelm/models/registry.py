@@ -40,46 +40,27 @@ def build_repetition(*, alphabet_size: int, config: RepetitionConfig | dict | No
     return Repetition(alphabet_size=alphabet_size, config=_config(RepetitionConfig, config))
 
 
-def build_lstm(*, alphabet_size: int, config: dict | None = None, **options: Any) -> SequenceModel:
-    """An untrained LSTM (models/lstm.py) as a model; `notelm train lstm` trains one.
-    (Imported here: torch loads only when a neural model is asked for.)"""
-    from notelm.models.neural import build_neural
-
-    return build_neural("lstm", alphabet_size=alphabet_size, config=config, **options)
+COUNTING = ("ppm", "markov", "repetition")
+NEURAL = ("lstm", "transformer", "ccstm", "dcstm", "wavenet")  # the families of `notelm.models.neural.NETWORKS`
 
 
-def build_transformer(*, alphabet_size: int, config: dict | None = None, **options: Any) -> SequenceModel:
-    """An untrained decoder-only Transformer (models/transformer.py); `notelm train transformer`."""
-    from notelm.models.neural import build_neural
+def _neural_builder(name: str) -> Callable[..., SequenceModel]:
+    def build(*, alphabet_size: int, config: dict | None = None, **options: Any) -> SequenceModel:
+        # imported here: torch loads only when a network is asked for
+        from notelm.models.neural import build_neural
 
-    return build_neural("transformer", alphabet_size=alphabet_size, config=config, **options)
+        return build_neural(name, alphabet_size=alphabet_size, config=config, **options)
+
+    build.__doc__ = f"An untrained {name} network as a model (`notelm.models.neural`); `notelm train {name}` trains one."
+    return build
 
 
 MODELS: dict[str, Callable[..., SequenceModel]] = {
     "ppm": build_ppm,
     "markov": build_markov,
     "repetition": build_repetition,
-    "lstm": build_lstm,
-    "transformer": build_transformer,
+    **{name: _neural_builder(name) for name in NEURAL},
 }
-
-
-def _neural_builder(name: str) -> Callable[..., SequenceModel]:
-    def build(*, alphabet_size: int, config: dict | None = None, **options: Any) -> SequenceModel:
-        from notelm.models.neural import build_neural
-
-        return build_neural(name, alphabet_size=alphabet_size, config=config, **options)
-
-    build.__doc__ = f"An untrained {name} (models/dstm.py) as a model; `notelm train {name}` trains one."
-    return build
-
-
-for _name in ("ccstm", "dcstm", "wavenet"):
-    MODELS[_name] = _neural_builder(_name)
-
-
-COUNTING = ("ppm", "markov", "repetition")
-NEURAL = ("lstm", "transformer", "ccstm", "dcstm", "wavenet")
 
 
 def build_model(name: str, **options: Any) -> SequenceModel:
