@@ -9,8 +9,8 @@ import torch
 
 from notelm.encodings.vocab import BOS_ID, PAD_ID, UNK_ID
 from notelm.errors import NotelmError
+from notelm.models.layers import KVCache
 from notelm.models.neural import NeuralModel, build_network, build_neural, window_starts
-from notelm.models.transformer import KVCache
 
 V = 20
 DEBUG = {
@@ -55,9 +55,13 @@ def test_transformer_cached_logits_equal_uncached():
     with torch.no_grad():
         full, _ = net(ids, None)
         cache = net.new_cache(batch=2, capacity=4)  # small on purpose: the cache must grow
-        steps = [net(ids[:, :7], cache)[0]]  # a prefill chunk, then one token at a time, then a chunk
-        steps += [net(ids[:, i:i + 1], cache)[0] for i in range(7, 30)]
-        steps.append(net(ids[:, 30:], cache)[0])
+        logits, cache = net(ids[:, :7], cache)  # a prefill chunk, then one token at a time, then a chunk
+        steps = [logits]
+        for i in range(7, 30):
+            logits, cache = net(ids[:, i:i + 1], cache)
+            steps.append(logits)
+        logits, cache = net(ids[:, 30:], cache)
+        steps.append(logits)
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=0)
     assert cache.length == 40
 
@@ -117,12 +121,22 @@ def test_window_starts_give_the_most_context_on_the_stride_grid():
 
 
 def test_kv_cache_grows():
-    cache = KVCache(layers=1, batch=1, heads=1, head_dim=2, capacity=1, dtype=torch.float32, device="cpu")
-    cache.reserve(3)
+    cache = KVCache(capacity=1)
     k = torch.ones(1, 1, 3, 2)
-    keys, _ = cache.update(0, k, k)
-    cache.advance()
-    assert cache.length == 3 and keys.shape == (1, 1, 3, 2) and cache.capacity >= 3
+    cache, keys, _, positions = cache.append(k, k, torch.arange(3)[None])
+    assert cache.length == 3 and keys.shape == (1, 1, 3, 2) and positions.tolist() == [[0, 1, 2]]
+
+
+def test_observe_leaves_the_state_it_was_given_so_a_piece_can_branch():
+    torch.manual_seed(3)
+    model = build_neural("transformer", alphabet_size=V, config=DEBUG["transformer"])
+    root = model.start([5, 6, 7])
+    before = model.predict(root).copy()
+    a, b = model.observe(root, 8), model.observe(root, 9)  # two branches from one state
+    a2, b2 = model.observe(a, 10), model.observe(b, 10)
+    np.testing.assert_array_equal(model.predict(root), before)
+    np.testing.assert_allclose(model.predict(a2), model.predict(model.start([5, 6, 7, 8, 10])), atol=1e-12)
+    np.testing.assert_allclose(model.predict(b2), model.predict(model.start([5, 6, 7, 9, 10])), atol=1e-12)
 
 
 @pytest.mark.parametrize("config", [{"dim": 10, "n_heads": 4}, {"n_layers": 0}, {"dropout": 1.5}])

@@ -244,3 +244,26 @@ def test_bad_use_raises_value_error():
 def test_idyom_defaults():
     assert PPM(alphabet_size=2, mode="stm").config == PPMConfig(escape="ax", update_exclusion=True)
     assert PPM(alphabet_size=2, mode="ltm").config == PPMConfig(escape="c", update_exclusion=False)
+
+
+@pytest.mark.parametrize("mode", ["stm", "ltm"])
+def test_observe_leaves_the_state_it_was_given_so_a_piece_can_branch(mode):
+    model = PPM(alphabet_size=4, mode=mode)
+    if mode == "ltm":
+        model.fit([[0, 1, 2, 3, 0, 1, 2], [1, 1, 2, 3]])
+    root = model.start([0, 1, 2, 0, 1])
+    before = model.predict(root).copy()
+    a = model.observe(model.observe(root, 2), 3)
+    b = model.observe(model.observe(root, 3), 3)  # a second branch from the same state
+    np.testing.assert_array_equal(model.predict(root), before)
+    np.testing.assert_allclose(model.predict(a), model.predict(model.start([0, 1, 2, 0, 1, 2, 3])), atol=1e-15)
+    np.testing.assert_allclose(model.predict(b), model.predict(model.start([0, 1, 2, 0, 1, 3, 3])), atol=1e-15)
+    np.testing.assert_allclose(model.predict(a), model.predict(model.observe(model.observe(root, 2), 3)), atol=1e-15)
+
+
+def test_an_ltm_plus_state_refuses_to_branch():
+    model = PPM(alphabet_size=3, mode="ltm+").fit([[0, 1, 2]])
+    root = model.start([0])
+    model.observe(root, 1)
+    with pytest.raises(ValueError, match="cannot be branched"):
+        model.observe(root, 2)

@@ -150,7 +150,7 @@ def test_multiple_viewpoint_batched_path_equals_step_path(kind):
             p = slow.predict(state)
             np.testing.assert_allclose(p, dists[i], atol=1e-9, rtol=0)
             assert abs(p.sum() - 1) < 1e-12 and (p > 0).all()
-            slow.observe(state, token)
+            state = slow.observe(state, token)
     scorer = make().fit(train) if kind != "stm" else make()
     for logp, melody, dists in zip(scorer.score(test), test, batched):
         np.testing.assert_allclose(logp, np.log2(dists[np.arange(len(melody)), melody.ids]), atol=1e-12)

@@ -55,28 +55,28 @@ def _trim(piece: Piece, seconds: float) -> Piece:
 
 class NoEarlyEnd(SequenceModel):
     """``model`` with EOS held back until ``min_length`` tokens have been sampled after the
-    primer (Hugging Face's ``min_length``): its probability goes to the other tokens."""
+    primer (Hugging Face's ``min_length``): its probability goes to the other tokens. A state
+    is (the model's state, tokens observed after the primer)."""
 
-    def __init__(self, model: SequenceModel, min_length: int, primer_length: int) -> None:
-        self.model, self.min_length, self.primer_length = model, min_length, primer_length
+    def __init__(self, model: SequenceModel, min_length: int) -> None:
+        self.model, self.min_length = model, min_length
         self.alphabet_size = model.alphabet_size
-        self.sampled = 0
 
     def start(self, primer=()):
-        self.sampled = 0
-        return self.model.start(primer)
+        return self.model.start(primer), 0
 
     def predict(self, state) -> np.ndarray:
-        p = self.model.predict(state)
-        if self.sampled < self.min_length:
+        inner, sampled = state
+        p = self.model.predict(inner)
+        if sampled < self.min_length:
             p = p.copy()
             p[EOS_ID] = 1e-12
             p /= p.sum()
         return p
 
     def observe(self, state, token: int):
-        self.sampled += 1
-        return self.model.observe(state, token)
+        inner, sampled = state
+        return self.model.observe(inner, token), sampled + 1
 
 
 def generate(run: str | Path, *, primer: str | Path | None = None, length: int | None = None,
@@ -112,7 +112,7 @@ def generate(run: str | Path, *, primer: str | Path | None = None, length: int |
         length = math.ceil(seconds * rate * 1.25) + 8
     length = DEFAULT_LENGTH if length is None else length
     if min_length:
-        model = NoEarlyEnd(model, min_length, len(prime))
+        model = NoEarlyEnd(model, min_length)
     tokens = sample(model, length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                     primer=prime, stop=(EOS_ID,) if stop_at_eos else ())
     ids = [t for t in prime + tokens if t != EOS_ID] if not stop_at_eos else prime + tokens

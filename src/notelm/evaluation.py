@@ -6,9 +6,10 @@ then the mean over pieces (`apps/resampling.lisp`, `output-information-content`)
 all events is also given. Cross-validation is over pieces: piece i (0-based, in corpus order)
 is in fold i mod k, each fold is predicted by a model built from the other k-1 folds.
 
-Models may offer two fast paths, used when present: ``distributions(sequences)`` (one
-(length, A) array per piece), and, for combinations, ``component_distributions(sequences)``
-with ``combine_pieces(components)``, which also give each component's p(event). Sequences
+Every model's ``distributions(sequences)`` gives one (length, A) array per piece (its fast path,
+or the start/predict/observe walk of `SequenceModel`); combinations also offer
+``component_distributions(sequences)`` with ``combine_pieces(components)``, which give each
+component's p(event) too. Sequences
 reach the model as given (a `notelm.viewpoints.Melody` carries its timing along); the
 events are ``np.asarray(sequence)``.
 
@@ -47,19 +48,8 @@ def entropy(distributions: np.ndarray) -> np.ndarray:
 
 
 def predict_distributions(model: SequenceModel, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
-    """The model's distribution before every event: one (n, A) array per piece."""
-    fast = getattr(model, "distributions", None)
-    if callable(fast):
-        return [np.asarray(d, dtype=np.float64) for d in fast(sequences)]
-    out = []
-    for seq in sequences:
-        rows = np.empty((len(seq), model.alphabet_size))
-        state = model.start()
-        for i, token in enumerate(seq):
-            rows[i] = model.predict(state)
-            state = model.observe(state, int(token))
-        out.append(rows)
-    return out
+    """The model's distribution before every event: one (n, A) float64 array per piece."""
+    return [np.asarray(d, dtype=np.float64) for d in model.distributions(sequences)]
 
 
 def frame_metrics(sequences: Sequence[Sequence[int]], distributions: Sequence[np.ndarray]) -> dict[str, float | int]:

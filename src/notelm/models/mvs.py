@@ -146,10 +146,10 @@ class MultipleViewpointModel(SequenceModel):
         take (needed by viewpoints linked with dur or ioi); a `Melody` primer brings its own."""
         if timing is None and isinstance(primer, Melody):
             timing = primer
-        state = {"ids": [], "onset": [], "dur": [], "timing": timing,
-                 **{memory: [ppm.start() for ppm in ppms] for memory, ppms in self.memories.items()}}
+        state = {"ids": (), "onset": (), "dur": (), "timing": timing,
+                 **{memory: tuple(ppm.start() for ppm in ppms) for memory, ppms in self.memories.items()}}
         for token in primer:
-            self.observe(state, token)
+            state = self.observe(state, token)
         return state
 
     def predict(self, state: dict[str, Any]) -> np.ndarray:
@@ -175,13 +175,15 @@ class MultipleViewpointModel(SequenceModel):
         timing = state["timing"]
         if self.timed and (timing is None or i >= len(timing)):
             raise ValueError("viewpoints linked with dur or ioi need the notes' timing: start(timing=melody)")
-        state["ids"].append(token)
-        state["onset"].append(int(timing.onset[i]) if timing is not None and i < len(timing) else 0)
-        state["dur"].append(int(timing.dur[i]) if timing is not None and i < len(timing) else 0)
+        state = {**state, "ids": (*state["ids"], token),
+                 "onset": (*state["onset"], int(timing.onset[i]) if timing is not None and i < len(timing) else 0),
+                 "dur": (*state["dur"], int(timing.dur[i]) if timing is not None and i < len(timing) else 0)}
         last = slice(-2, None)
         for k, coder in enumerate(self.coders):
-            symbol = coder.symbols(state["ids"][last], state["onset"][last], state["dur"][last])[-1]
+            symbol = coder.symbols(list(state["ids"][last]), list(state["onset"][last]), list(state["dur"][last]))[-1]
             if symbol >= 0:
                 for memory, ppms in self.memories.items():
-                    ppms[k].observe(state[memory][k], int(symbol))
+                    parts = list(state[memory])
+                    parts[k] = ppms[k].observe(parts[k], int(symbol))
+                    state[memory] = tuple(parts)
         return state

@@ -111,12 +111,13 @@ def window_starts(n: int, context: int | None, stride: int) -> np.ndarray:
 # ---- the adapter ------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class NeuralState:
     """A piece in progress: BOS + tokens so far, the window start, the network's state after
-    ``history[start:]`` (KV cache or recurrent state) and the logits for the next token."""
+    ``history[start:]`` (KV cache or recurrent state) and the logits for the next token.
+    Never changed once made: `NeuralModel.observe` makes a new one (the caches copy on write)."""
 
-    history: list[int]
+    history: tuple[int, ...]
     start: int = 0
     cache: Any = None
     logits: torch.Tensor | None = field(default=None, repr=False)
@@ -169,16 +170,16 @@ class NeuralModel(SequenceModel):
             torch.set_num_threads(threads)
         return logits[0, -1], cache
 
-    def _refill(self, state: NeuralState) -> NeuralState:
-        """Compute the state from scratch over the current window."""
-        state.start = self._start_of(len(state.history))
+    def _refill(self, history: tuple[int, ...]) -> NeuralState:
+        """The state computed from scratch over the current window of ``history``."""
+        start = self._start_of(len(history))
         cache = self.network.new_cache(1) if self.use_cache else None
-        state.logits, state.cache = self._run(state.history[state.start:], cache)
-        return state
+        logits, cache = self._run(history[start:], cache)
+        return NeuralState(history=history, start=start, cache=cache, logits=logits)
 
     @torch.inference_mode()
     def start(self, primer: Sequence[int] = ()) -> NeuralState:
-        return self._refill(NeuralState(history=[BOS_ID, *(int(t) for t in primer)]))
+        return self._refill((BOS_ID, *(int(t) for t in primer)))
 
     def predict(self, state: NeuralState) -> np.ndarray:
         return probabilities(state.logits, self._allowed)
@@ -186,12 +187,12 @@ class NeuralModel(SequenceModel):
     @torch.inference_mode()
     def observe(self, state: NeuralState, token: int) -> NeuralState:
         """Append ``token``: one step of the network from the cached state, or a refill when
-        the window moves (or when caching is off). The state is updated in place."""
-        state.history.append(int(token))
-        if not self.use_cache or self._start_of(len(state.history)) != state.start:
-            return self._refill(state)
-        state.logits, state.cache = self._run([int(token)], state.cache)
-        return state
+        the window moves (or when caching is off). ``state`` stays as it was."""
+        history = (*state.history, int(token))
+        if not self.use_cache or self._start_of(len(history)) != state.start:
+            return self._refill(history)
+        logits, cache = self._run([int(token)], state.cache)
+        return NeuralState(history=history, start=state.start, cache=cache, logits=logits)
 
     # ---- batched path ---------------------------------------------------------------------------
 

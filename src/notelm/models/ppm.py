@@ -370,21 +370,27 @@ def _run(nodes, n, flat, offsets, opts, predict, learn, fresh, close, p_out, h_o
 
 
 class _Trie:
-    """A growable trie: the node array and how many rows are in use."""
+    """A growable trie: the node array, how many rows are in use, and how many times it has
+    learned an event (``version``), so a state can tell whether the trie moved on without it."""
 
     def __init__(self, capacity: int = 256) -> None:
         self.nodes = _new_trie(capacity)
         self.n = 1
+        self.version = 0
 
 
-@dataclass
+@dataclass(frozen=True)
 class PPMState:
-    """Where a piece stands: the trie it reads (private for an STM) and its context chain."""
+    """Where a piece stands: the trie it reads (private for an STM), its context chain, the
+    symbols seen since the start (an STM state rebuilds its trie from them when it is
+    branched) and the trie's version when this state was made."""
 
     trie: _Trie
     chain: np.ndarray  # node ids of the contexts of order 0..length-1 ending the piece
     length: int = 1
     learn: bool = False
+    history: tuple[int, ...] = ()
+    version: int = 0
 
 
 def _flatten(sequences: Sequence[Sequence[int]], alphabet_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -404,7 +410,12 @@ class PPM(SequenceModel):
     In "ltm" and "ltm+" modes the model owns one trie that `fit`/`learn` train; "ltm+" pieces
     (through `score`, `distributions` or start/observe) keep adding to it, and each one is
     closed with IDyOM's end-of-piece sentinel when the next one starts (so an "ltm+" model
-    follows one piece at a time). States mutate in place.
+    follows one piece at a time).
+
+    ``observe`` returns a new state and leaves the old one valid. A state that learns (an STM's
+    private trie) shares the trie with the states it came from; when an older one is used again
+    (a branch), its trie is rebuilt from the symbols it has seen. An "ltm+" state learns into
+    the model itself, so it cannot be branched.
     """
 
     def __init__(self, *, alphabet_size: int, config: PPMConfig | None = None,
@@ -456,20 +467,22 @@ class PPM(SequenceModel):
 
     def start(self, primer: Sequence[int] = ()) -> PPMState:
         if self.mode == "stm":
-            state = PPMState(trie=_Trie(), chain=np.zeros(16, np.int64), learn=True)
+            trie = _Trie()
+            state = PPMState(trie=trie, chain=np.zeros(16, np.int64), learn=True)
         else:
             self._close_open()
-            state = PPMState(trie=self._trie, chain=np.zeros(16, np.int64),
-                             learn=self.mode == "ltm+")
+            state = PPMState(trie=self._trie, chain=np.zeros(16, np.int64), learn=self.mode == "ltm+",
+                             version=self._trie.version)
             if state.learn:
                 self._open = state
         for token in primer:
-            self.observe(state, token)
+            state = self.observe(state, token)
         return state
 
     def predict(self, state: PPMState, allowed: np.ndarray | None = None) -> np.ndarray:
         """The next symbol's distribution; ``allowed`` (A,) bool restricts it to a sub-alphabet
         (the others get probability 0), as IDyOM does for derived viewpoints."""
+        state = self._current(state)
         out = np.empty(self.alphabet_size)
         _predict(state.trie.nodes, state.chain, state.length, self._opts, out,
                  np.empty(self.alphabet_size, np.bool_), self._mask(allowed, 1)[0])
@@ -479,16 +492,34 @@ class PPM(SequenceModel):
         token = int(token)
         if not 0 <= token < self.alphabet_size:
             raise ValueError(f"symbol {token} is outside the alphabet 0..{self.alphabet_size - 1}")
-        if state.length + 1 >= state.chain.shape[0]:
-            state.chain = np.concatenate([state.chain, np.zeros_like(state.chain)])
+        state = self._current(state)
+        chain = state.chain.copy() if state.length + 1 < state.chain.shape[0] else \
+            np.concatenate([state.chain, np.zeros_like(state.chain)])
         bound = self._opts[O_BOUND]
         trie = state.trie
         if state.learn:
-            trie.nodes, trie.n, state.length = _learn(trie.nodes, trie.n, state.chain,
-                                                      state.length, token, bound)
+            trie.nodes, trie.n, length = _learn(trie.nodes, trie.n, chain, state.length, token, bound)
+            trie.version += 1
         else:
-            state.length = _advance(trie.nodes, state.chain, state.length, token, bound)
-        return state
+            length = _advance(trie.nodes, chain, state.length, token, bound)
+        new = PPMState(trie=trie, chain=chain, length=length, learn=state.learn,
+                       history=(*state.history, token), version=trie.version)
+        if state.learn and trie is self._trie:
+            self._open = new
+        return new
+
+    def _current(self, state: PPMState) -> PPMState:
+        """``state`` itself, or, when its trie has learned on without it (it was branched), the
+        same state with a trie rebuilt from its history."""
+        if not state.learn or state.trie.version == state.version:
+            return state
+        if state.trie is self._trie:
+            raise ValueError("an ltm+ PPM learns every symbol it observes into the model itself; "
+                             "its states cannot be branched")
+        fresh = PPMState(trie=_Trie(), chain=np.zeros(16, np.int64), learn=True)
+        for token in state.history:
+            fresh = self.observe(fresh, token)
+        return fresh
 
     def score(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
         """Per-event log2 probabilities (the fast path; equal to start/predict/observe)."""

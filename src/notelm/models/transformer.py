@@ -9,8 +9,9 @@ positions, PyTorch's scaled-dot-product attention and a key/value cache for gene
 - Attention is ``torch.nn.functional.scaled_dot_product_attention`` (the fused kernel on
   GPU, the math one on CPU); ``is_causal`` when there is no cache, an explicit mask when a
   chunk of several tokens is appended to a cache.
-- `KVCache` keeps every layer's keys and values in preallocated buffers (doubled when full),
-  so a generation step costs one token's work instead of the whole context's.
+- Attention, rotary positions and the key/value cache are `notelm.models.layers`'; the state
+  of a piece in progress is one append-only `KVCache` per layer (`TransformerCache`), so a
+  generation step costs one token's work instead of the whole context's.
 
 The network maps tokens to logits; `notelm.models.neural.NeuralModel` turns it into a
 `SequenceModel` and owns the windowing, the cache between steps and the probabilities.
@@ -26,11 +27,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from notelm.config import Config, SettingsError, require_positive_ints
 from notelm.errors import NotelmError
+from notelm.models.layers import Attention, KVCache
 
 
 @dataclass(frozen=True)
@@ -72,84 +73,19 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-# ---- helpers -------------------------------------------------------------------------------
-
-
-def rotate(x: torch.Tensor, positions: torch.Tensor, base: float) -> torch.Tensor:
-    """Rotary embedding of x (b, h, t, k) at integer positions (t,): pairs (x_i, x_{i+k/2})
-    are rotated by position * base^(-2i/k)."""
-    half = x.shape[-1] // 2
-    inv_freq = base ** (-torch.arange(half, device=x.device, dtype=torch.float64) / half)
-    angle = (positions.to(torch.float64)[:, None] * inv_freq[None, :]).to(x.dtype)  # (t, k/2)
-    cos, sin = angle.cos(), angle.sin()
-    x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
-
-
-class KVCache:
-    """Keys and values of every layer for a batch: buffers (layers, b, h, capacity, k) and the
-    number of positions filled. Appending past the capacity doubles it."""
-
-    def __init__(self, *, layers: int, batch: int, heads: int, head_dim: int, capacity: int,
-                 dtype: torch.dtype, device: torch.device | str) -> None:
-        shape = (layers, batch, heads, capacity, head_dim)
-        self.k = torch.empty(shape, dtype=dtype, device=device)
-        self.v = torch.empty(shape, dtype=dtype, device=device)
-        self.length = 0
-        self._pending = 0  # tokens being appended by the current forward pass
-
-    @property
-    def capacity(self) -> int:
-        return self.k.shape[3]
-
-    def reserve(self, t: int) -> None:
-        """Make room for t more positions (called once per forward pass, before the layers)."""
-        need = self.length + t
-        if need > self.capacity:
-            new = max(need, 2 * self.capacity)
-            grow = (*self.k.shape[:3], new - self.capacity, self.k.shape[4])
-            self.k = torch.cat([self.k, self.k.new_empty(grow)], dim=3)
-            self.v = torch.cat([self.v, self.v.new_empty(grow)], dim=3)
-        self._pending = t
-
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store this layer's new keys/values (b, h, t, k); return all so far (b, h, s, k)."""
-        end = self.length + k.shape[2]
-        self.k[layer, :, :, self.length:end] = k
-        self.v[layer, :, :, self.length:end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
-
-    def advance(self) -> None:
-        self.length += self._pending
-        self._pending = 0
-
-
 # ---- blocks --------------------------------------------------------------------------------
 
 
-class Attention(nn.Module):
-    def __init__(self, *, dim: int, heads: int, dropout: float, rope_base: float) -> None:
-        super().__init__()
-        self.heads, self.rope_base, self.dropout = heads, rope_base, dropout
-        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
-        self.out = nn.Linear(dim, dim, bias=False)
-        self.resid_drop = nn.Dropout(dropout)
+@dataclass(frozen=True)
+class TransformerCache:
+    """The state of a piece in progress: one append-only `KVCache` per layer."""
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor, cache: KVCache | None, layer: int) -> torch.Tensor:
-        b, t, d = x.shape
-        q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # 3 x (b, h, t, k)
-        q, k = rotate(q, positions, self.rope_base), rotate(k, positions, self.rope_base)
-        past = 0
-        if cache is not None:
-            past = cache.length
-            k, v = cache.update(layer, k, v)
-        mask, causal = None, past == 0 and t > 1
-        if past and t > 1:  # a chunk after cached positions: query i sees keys up to past + i
-            s = past + t
-            mask = torch.arange(s, device=x.device)[None, :] <= (past + torch.arange(t, device=x.device))[:, None]
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
-                                           dropout_p=self.dropout if self.training else 0.0)
-        return self.resid_drop(self.out(y.transpose(1, 2).reshape(b, t, d)))
+    layers: tuple[KVCache, ...]
+
+    @property
+    def length(self) -> int:
+        """Positions cached."""
+        return self.layers[0].written if self.layers else 0
 
 
 class Block(nn.Module):
@@ -162,9 +98,11 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(d, config.ff_mult * d), nn.GELU(), nn.Linear(config.ff_mult * d, d),
                                  nn.Dropout(config.dropout))
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor, cache: KVCache | None, layer: int) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), positions, cache, layer)
-        return x + self.mlp(self.norm2(x))
+    def forward(self, x: torch.Tensor, positions: torch.Tensor | None, cache: KVCache | None
+                ) -> tuple[torch.Tensor, KVCache | None]:
+        y, cache = self.attn(self.norm1(x), positions=positions, cache=cache)
+        x = x + y
+        return x + self.mlp(self.norm2(x)), cache
 
 
 # ---- the model -----------------------------------------------------------------------------
@@ -199,26 +137,30 @@ class Transformer(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def new_cache(self, batch: int = 1, capacity: int | None = None) -> KVCache:
-        c = self.config
-        p = self.embed.weight
-        return KVCache(layers=c.n_layers, batch=batch, heads=c.n_heads, head_dim=c.dim // c.n_heads,
-                       capacity=capacity or c.context, dtype=p.dtype, device=p.device)
+    def new_cache(self, batch: int = 1, capacity: int | None = None) -> TransformerCache:
+        """An empty state: the first call fills it (``capacity`` positions preallocated)."""
+        return TransformerCache(tuple(KVCache(capacity=capacity or self.config.context)
+                                      for _ in range(self.config.n_layers)))
 
-    def body(self, x: torch.Tensor, cache: KVCache | None = None) -> tuple[torch.Tensor, KVCache | None]:
-        """Embedded tokens (b, t, d) -> logits (b, t, v) and the cache. Split from `forward` so
-        a test can differentiate with respect to the inputs (the causality test)."""
-        past = cache.length if cache is not None else 0
-        positions = torch.arange(past, past + x.shape[1], device=x.device)
-        if cache is not None:
-            cache.reserve(x.shape[1])
+    def body(self, x: torch.Tensor, cache: TransformerCache | None = None
+             ) -> tuple[torch.Tensor, TransformerCache | None]:
+        """Embedded tokens (b, t, d) -> logits (b, t, v) and the extended cache. Split from
+        `forward` so a test can differentiate with respect to the inputs (the causality test)."""
         x = self.drop(x)
-        for i, block in enumerate(self.blocks):
-            x = block(x, positions, cache, i)
-        if cache is not None:
-            cache.advance()
-        return self.head(self.norm(x)), cache
+        if cache is None:
+            for block in self.blocks:
+                x, _ = block(x, None, None)
+            return self.head(self.norm(x)), None
+        past = cache.length
+        positions = torch.arange(past, past + x.shape[1], device=x.device)
+        layers = []
+        for block, layer in zip(self.blocks, cache.layers):
+            x, layer = block(x, positions, layer)
+            layers.append(layer)
+        return self.head(self.norm(x)), TransformerCache(tuple(layers))
 
-    def forward(self, idx: torch.Tensor, state: KVCache | None = None) -> tuple[torch.Tensor, KVCache | None]:
-        """Logits (b, t, v) for token ids (b, t); ``state`` is a `KVCache` to extend, or None."""
+    def forward(self, idx: torch.Tensor, state: TransformerCache | None = None
+                ) -> tuple[torch.Tensor, TransformerCache | None]:
+        """Logits (b, t, v) for token ids (b, t); ``state``: a cache to extend (the old one stays
+        valid), or None."""
         return self.body(self.embed(idx), state)
