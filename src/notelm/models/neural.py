@@ -220,9 +220,15 @@ class NeuralModel(SequenceModel):
         return out
 
 
-def neural_model(name: str, network: nn.Module, **options: Any) -> NeuralModel:
-    """The `NeuralModel` of a network of family ``name`` (windowed families get their context)."""
-    context = network.config.context if network_spec(name).windowed else None
+def neural_model(name: str, network: nn.Module, **options: Any) -> SequenceModel:
+    """The model of a trained network of family ``name``: its family's adapter, or a
+    `NeuralModel` (windowed families get their context)."""
+    record = network_spec(name)
+    if record.adapter:
+        from notelm.models.registry import resolve
+
+        return resolve(record.adapter)(network, **options)
+    context = network.config.context if record.windowed else None
     return NeuralModel(network, context=context, **options)
 
 
