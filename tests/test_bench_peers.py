@@ -125,7 +125,8 @@ def test_t5_shared_vocabulary_training_and_predictions():
         r = t5.train_steps(model, t5.batches(wins, batch=2), 1, setting=setting, warmup=10)
         assert len(r["losses"]) == 1 and np.isfinite(r["nll"][0])
     p = t5.predict(model, *next(t5.batches(wins, batch=2)))
-    assert p["argmax"].shape == p["expected"].shape == p["true"].shape == (2, 8)
+    assert p["argmax"].shape == p["expected"].shape == p["true"].shape == p["previous"].shape == (2, 8)
+    assert (p["previous"][:, 0] == -1).all() and (p["previous"][:, 1:] == p["true"][:, :-1]).all()
     assert ((p["expected"] >= 0) & (p["expected"] <= 127)).all() and ((p["true"] >= 30) & (p["true"] < 90)).all()
     assert ((p["other_mass"] >= 0) & (p["other_mass"] <= 1)).all()
     with pytest.raises(ValueError):
