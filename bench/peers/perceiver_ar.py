@@ -59,42 +59,47 @@ def build(vocab_size: int, *, context: int = 2048, latents: int = 512, seed: int
 
 def generation_speed(model: PerceiverAR, *, new_tokens: int = 16, primer: int | None = None, seed: int = 0) -> dict[str, Any]:
     """Tokens per second of the library's ``generate`` after a random primer that fills the
-    context (``primer`` defaults to ``max_seq_len``): every token is a full forward pass."""
+    context (``primer`` defaults to ``max_seq_len``): every token is a full forward pass.
+    ``tokens_per_cpu_s`` divides by this process's CPU time instead (steadier on a shared CPU)."""
     vocab = model.token_emb.num_embeddings
     primer = model.max_seq_len if primer is None else primer
     torch.manual_seed(seed)
     start = torch.randint(4, vocab, (1, primer))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = AutoregressiveWrapper(model).generate(start, new_tokens)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"context": model.max_seq_len, "latents": model.max_seq_len - model.cross_attn_seq_len, "primer": primer,
-            "new_tokens": int(out.shape[-1]), "seconds": seconds, "tokens_per_s": out.shape[-1] / seconds}
+            "new_tokens": int(out.shape[-1]), "seconds": seconds, "tokens_per_s": out.shape[-1] / seconds,
+            "cpu_seconds": cpu, "tokens_per_cpu_s": out.shape[-1] / cpu}
 
 
 def training_speed(model: PerceiverAR, *, batch: int = 1, steps: int = 3, warmup: int = 1, lr: float = 2e-4,
                    seed: int = 0) -> dict[str, Any]:
     """Forward + backward + Adam step on random tokens of the full context (``max_seq_len + 1``
     per row: the wrapper's inputs [:-1], labels [1:], aw.py:82-84). Per second: ``tokens_per_s``
-    counts the input tokens, ``predicted_tokens_per_s`` the latent positions the loss covers."""
+    counts the input tokens, ``predicted_tokens_per_s`` the latent positions the loss covers;
+    ``tokens_per_cpu_s`` divides by this process's CPU time instead of the wall clock."""
     model.train()
     vocab, n = model.token_emb.num_embeddings, model.max_seq_len
     wrapper = AutoregressiveWrapper(model)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
-    losses, seconds = [], 0.0
+    losses, seconds, cpu = [], 0.0, 0.0
     for i in range(warmup + steps):
         x = torch.randint(4, vocab, (batch, n + 1), generator=gen)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         loss = wrapper(x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if i >= warmup:
             seconds += time.perf_counter() - t0
+            cpu += time.process_time() - c0
             losses.append(float(loss.detach()))
     latents = n - model.cross_attn_seq_len
     return {"context": n, "latents": latents, "batch": batch, "steps": steps, "seconds_per_step": seconds / steps,
             "tokens_per_s": batch * n * steps / seconds, "predicted_tokens_per_s": batch * latents * steps / seconds,
+            "tokens_per_cpu_s": batch * n * steps / cpu,
             "losses": losses, "parameters": sum(p.numel() for p in model.parameters())}
 
 
