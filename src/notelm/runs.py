@@ -207,7 +207,7 @@ class Run:
             return encoding_from_dict(data)
         except NotelmError as e:
             raise RunError(f"{self.path / ENCODING}: {e}") from None
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise RunError(f"{self.path / ENCODING}: damaged ({type(e).__name__}: {e})") from None
 
     def network(self) -> torch.nn.Module:
