@@ -873,3 +873,23 @@ def test_read_only_folder_is_refused_before_work(world, tmp_path):
     folder.chmod(0o555)
     r = cli("generate", world.run, "--out", folder / "a.mid")
     assert r.code == 1 and "a.mid: cannot be written" in r.err
+
+
+def test_a_worker_that_dies_fails_the_batch_in_one_line_instead_of_hanging(tmp_path):
+    """A parsing process killed from outside (the OOM killer, a crashing parser): one line and
+    exit 1, promptly — never a parent waiting for its result forever."""
+    p = subprocess.Popen([PY, "-m", "notelm", "data", "info", "essen", "--no-cache", "--workers", "2"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "NOTELM_CACHE_DIR": str(tmp_path / "cache")})
+    children: list[int] = []
+    deadline = time.monotonic() + 60
+    while not children and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.2)
+        with contextlib.suppress(OSError):
+            children = [int(c) for c in Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()]
+    if not children:
+        p.kill()
+        pytest.skip("the parse finished before a worker could be stopped")
+    os.kill(children[0], signal.SIGKILL)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 1 and "Traceback" not in err and "died" in err and len(err.strip().splitlines()) == 1, err

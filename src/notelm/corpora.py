@@ -449,21 +449,28 @@ def _ignore_interrupts() -> None:
 
 
 def _parse_in_parallel(todo: list, n_workers: int, collect: Callable) -> None:
-    """`_read_file` over ``todo`` in ``n_workers`` processes, each result to ``collect``. If
-    the parent is interrupted or fails, the workers are stopped at once rather than left to
-    finish the whole corpus (``Pool.terminate``)."""
-    import multiprocessing
+    """`_read_file` over ``todo`` in ``n_workers`` processes, each result to ``collect``.
 
-    pool = multiprocessing.Pool(n_workers, initializer=_ignore_interrupts)
+    A worker that dies (killed, out of memory, a parser crashing in C) fails the batch in one
+    line (`concurrent.futures`' BrokenProcessPool; a `multiprocessing.Pool` would wait for its
+    result forever). Workers ignore Ctrl-C, which is the parent's to handle: when the parent is
+    interrupted or fails, the workers are stopped at once rather than left to finish the corpus."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = ProcessPoolExecutor(n_workers, initializer=_ignore_interrupts)
     try:
-        for result in pool.imap(_read_file, todo, chunksize=max(1, len(todo) // (8 * n_workers))):
+        for result in pool.map(_read_file, todo, chunksize=max(1, len(todo) // (8 * n_workers))):
             collect(*result)
+    except BrokenProcessPool:
+        raise NotelmError("a process reading the corpus died (out of memory, or a parser crashed); "
+                          "run again with --workers 1 to see which file") from None
     except BaseException:
-        pool.terminate()
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
         raise
-    finally:
-        pool.close()
-        pool.join()
+    pool.shutdown()
 
 
 def _check_workers(workers: int | None) -> int | None:
