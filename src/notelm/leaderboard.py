@@ -67,7 +67,8 @@ def evaluate_run(run: str | Path, *, corpus: str, root: str | Path | None = None
         raise NothingToScoreError(f"{run}: its model gives {ev.mean_ic_per_event()} bits per event on {corpus} "
                                   f"{split}: its predictions are not probabilities (damaged weights or counts?)")
     return {
-        "run": str(r.path), "model": r.model_name, "preset": r.config["model"].get("preset"),
+        "run": str(r.path), "model": r.model_name, "kind": r.kind, "description": r.spec.description,
+        "preset": r.config["model"].get("preset"),
         "mode": r.config["model"]["config"].get("mode"),  # a PPM's: ltm, ltm+, stm, both, both+
         "encoding": encoding.name, "unit": f"bits per {encoding.name} token",
         "corpus": corpus, "split": split, "pieces": len(sequences), "skipped": dict(skipped),
