@@ -4,6 +4,7 @@ compressor and nothing else; no memory is the plain Transformer; predictions nev
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -53,6 +54,27 @@ def test_a_piece_at_once_by_segments_and_token_by_token_agree(options):
     torch.testing.assert_close(ragged, whole, atol=1e-12, rtol=0)
     if options.get("cmem_len", 8) and options.get("mem_len", 8):
         assert state.layers[0].cmem.length == 8 if "memory_layers" not in options else state.layers[1].cmem.length == 8
+
+
+@pytest.mark.parametrize("name", ["compressive", "xl"])
+def test_streaming_evaluation_equals_start_predict_observe(name):
+    """`notelm evaluate`'s path (whole pieces at once, batched and padded) against the sampler's
+    (one token at a time through the model interface), pieces shorter and longer than the span."""
+    from notelm.models.neural import neural_model
+
+    model = neural_model(name, network(9, cmem_len=0 if name == "xl" else 8))
+    rng = np.random.default_rng(0)
+    pieces = [rng.integers(4, V, size=n) for n in (1, 7, 8, 9, 45)]
+    fast = model.distributions(pieces)
+    for seq, d in zip(pieces, fast):
+        state, rows = model.start(), []
+        for token in seq:
+            rows.append(model.predict(state))
+            state = model.observe(state, int(token))
+        np.testing.assert_allclose(d, np.array(rows), atol=1e-12, rtol=0)
+    branch = model.observe(model.start(pieces[-1][:20]), 5)  # the state it came from stays valid
+    np.testing.assert_allclose(model.predict(model.start(pieces[-1][:20])), fast[-1][20], atol=1e-12)
+    assert model.predict(branch).shape == (V,)
 
 
 def test_the_cached_step_path_equals_the_recomputed_one_with_gradients_on():
@@ -122,6 +144,26 @@ def test_state_survives_its_tensors_mid_segment():
         rest, _, _ = net(x[:, 29:], net.state_from_tensors({k: t.clone() for k, t in tensors.items()}))
     torch.testing.assert_close(rest, whole[:, 29:], atol=1e-12, rtol=0)
     assert net.state_from_tensors(net.state_tensors(None)) is None
+
+
+def test_state_tensors_have_one_shape_whatever_the_piece_has_seen():
+    """Memories are saved at full size (empty slots in front), so processes whose rows started
+    pieces at different times gather them alike; continuing from them changes nothing."""
+    net = network(8, mem_len=16, cmem_len=8)
+    x = tokens(2, 48)
+    with torch.no_grad():
+        whole, _, _ = net(x)
+        shapes = []
+        for cut in (8, 24, 40):  # memory half full; full, nothing compressed yet; compressing
+            _, state, _ = net(x[:, :cut])
+            tensors = net.state_tensors(state)
+            shapes.append({k: tuple(t.shape) for k, t in tensors.items()})
+            back = net.state_from_tensors(tensors)
+            assert [ls.cmem.length for ls in back.layers] == [ls.cmem.length for ls in state.layers]  # as long as it was
+            rest, _, _ = net(x[:, cut:], back)
+            torch.testing.assert_close(rest, whole[:, cut:], atol=1e-12, rtol=0)
+    assert shapes[0] == shapes[1] == shapes[2]
+    assert shapes[0]["layer0.mem"] == (2, 16, 16) and shapes[0]["layer0.cmem_pos"] == (2, 8)
 
 
 @pytest.mark.parametrize("kind", ["conv", "dilated"])
@@ -195,3 +237,27 @@ def test_bad_settings_are_one_clear_error(options):
         CompressiveConfig(**{**TINY, **options})
     with pytest.raises(SettingsError, match="cmem_len must be 0"):
         XLConfig(vocab_size=V, cmem_len=4)
+
+
+# ---- through the engine: notelm train's segment task ---------------------------------------------
+
+
+RUN = dict(corpus="essen-kinder", encoding="grid", preset="debug", progress=False, accelerator="cpu", devices=1,
+           threads=1)
+
+
+def test_resume_carries_the_memories_on_exactly(tmp_path):
+    """A run stopped mid-piece and resumed trains as one that never stopped, dropout included:
+    the carried memories come back from the (safetensors) checkpoint as they were."""
+    from safetensors.torch import load_file
+
+    from notelm.training import train
+
+    kw = dict(RUN, overrides=["train.val_every=2", "model.dropout=0.1", "train.batch_size=2"])
+    train("compressive", out=tmp_path / "straight", max_steps=4, **kw)
+    train("compressive", out=tmp_path / "split", max_steps=2, **kw)
+    train("compressive", out=tmp_path / "split", max_steps=4, resume=True, progress=False, accelerator="cpu",
+          devices=1, threads=1)
+    a, b = load_file(str(tmp_path / "straight" / "model.safetensors")), load_file(str(tmp_path / "split" / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0)

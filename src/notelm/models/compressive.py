@@ -58,7 +58,7 @@ v vocabulary, m memory (mem_len), c compression ratio, n compressed memory (cmem
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -241,13 +241,15 @@ def reconstruction_loss(attn: Attention, queries_in: torch.Tensor, old: torch.Te
 class LayerState:
     """One layer's part of a piece in progress: memories (empty `Memory` for a layer without),
     the current segment's attention inputs (b, f, d) and positions (b, f) so far (None: f = 0),
-    and the key/value cache over [cmem, mem, segment so far] (None: built when needed)."""
+    and the key/value cache over [cmem, mem, segment so far] (None: built when needed; padded:
+    it holds empty slots)."""
 
     mem: Memory
     cmem: Memory
     seg: torch.Tensor | None = None
     seg_pos: torch.Tensor | None = None
     cache: KVCache | None = None
+    padded: bool = False
 
 
 @dataclass(frozen=True)
@@ -266,6 +268,25 @@ class CompressiveState:
 
 def _cat(a: torch.Tensor | None, b: torch.Tensor) -> torch.Tensor:
     return b if a is None else torch.cat([a, b], dim=1)
+
+
+def _full(m: Memory, b: int, d: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A memory's states (b, size, d) and positions (b, size), empty slots (-1) in front."""
+    gap = m.size - m.length
+    h = like.new_zeros(b, gap, d) if m.h is None else torch.cat([m.h.new_zeros(b, gap, d), m.h], dim=1)
+    pos = torch.full((b, gap), -1, dtype=torch.long, device=like.device)
+    return h, pos if m.pos is None else torch.cat([pos, m.pos], dim=1)
+
+
+def _trimmed(size: int, h: torch.Tensor | None, pos: torch.Tensor | None) -> Memory:
+    """A `Memory` of states h (b, s, d) at pos (b, s) without the leading slots empty in every row."""
+    if h is None:
+        return Memory(size)
+    used = (pos >= 0).any(dim=0).nonzero()
+    if not len(used):
+        return Memory(size)
+    first = int(used[0])
+    return Memory(size, h[:, first:], pos[:, first:])
 
 
 def _forget(t: torch.Tensor | None, rows: torch.Tensor, fill: float) -> torch.Tensor | None:
@@ -318,59 +339,78 @@ class CompressiveTransformer(Transformer):
         return CompressiveState(tuple(layers), torch.where(rows, 0, state.next_pos))
 
     def state_tensors(self, state: CompressiveState | None) -> dict[str, torch.Tensor]:
-        """The state as named tensors, batch first (caches are left out: they are rebuilt)."""
+        """The state as named tensors, batch first, of the same shapes whatever the state: every
+        memory at its full size, empty slots (position -1) in front, so the segment task can
+        gather it across processes whose rows started pieces at different times. (A memory
+        grows from empty in a fresh state; padded, it holds and evicts the same states, since
+        lengths are multiples of the ratio.) Caches are left out: they are rebuilt."""
         if state is None:
             return {}
         out = {"next_pos": state.next_pos}
+        b = state.next_pos.shape[0]
         for i, ls in enumerate(state.layers):
-            for name, t in (("mem", ls.mem.h), ("mem_pos", ls.mem.pos), ("cmem", ls.cmem.h), ("cmem_pos", ls.cmem.pos),
-                            ("seg", ls.seg), ("seg_pos", ls.seg_pos)):
-                if t is not None:
-                    out[f"layer{i}.{name}"] = t
+            if i in self.memory:
+                for name, m in (("mem", ls.mem), ("cmem", ls.cmem)):
+                    h, pos = _full(m, b, self.config.dim, self.embed.weight)
+                    out[f"layer{i}.{name}"], out[f"layer{i}.{name}_pos"] = h, pos
+            if ls.seg is not None:
+                out[f"layer{i}.seg"], out[f"layer{i}.seg_pos"] = ls.seg, ls.seg_pos
         return out
 
     def state_from_tensors(self, tensors: dict[str, torch.Tensor]) -> CompressiveState | None:
-        """The state `state_tensors` gave (None from {})."""
+        """The state `state_tensors` gave (None from {}); memories lose the empty slots in front
+        that every row has, so they are as long as they were (the keys a training step's
+        attention dropout draws for must be the same in a resumed run)."""
         if not tensors:
             return None
         c, layers = self.config, []
         for i in range(c.n_layers):
             get = lambda name, i=i: tensors.get(f"layer{i}.{name}")  # noqa: E731
             size, csize = (c.mem_len, c.cmem_len) if i in self.memory else (0, 0)
-            layers.append(LayerState(Memory(size, get("mem"), get("mem_pos")), Memory(csize, get("cmem"), get("cmem_pos")),
+            layers.append(LayerState(_trimmed(size, get("mem"), get("mem_pos")), _trimmed(csize, get("cmem"), get("cmem_pos")),
                                      get("seg"), get("seg_pos")))
         return CompressiveState(tuple(layers), tensors["next_pos"])
 
     # ---- one layer ----------------------------------------------------------------------------------
 
-    def _keys(self, i: int, ls: LayerState, a: torch.Tensor, pos: torch.Tensor
-              ) -> tuple[LayerState, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Keys, values (b, h, s, k) and positions (b, s) of [cmem, mem, segment so far, a]."""
+    def _held(self, ls: LayerState) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Attention inputs (b, s, d) and positions (b, s) of [cmem, mem, segment so far]."""
+        held = [(z, p) for z, p in ((ls.cmem.h, ls.cmem.pos), (ls.mem.h, ls.mem.pos), (ls.seg, ls.seg_pos)) if z is not None]
+        if not held:
+            return None, None
+        return torch.cat([z for z, _ in held], dim=1), torch.cat([p for _, p in held], dim=1)
+
+    def _attend(self, i: int, ls: LayerState, a: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, LayerState]:
+        """Layer i's attention from a (b, t, d) at pos (b, t) over [cmem, mem, segment so far, a]."""
         attn = self.blocks[i].attn
-        held = [z for z in (ls.cmem.h, ls.mem.h, ls.seg) if z is not None]
-        held_pos = [p for p in (ls.cmem.pos, ls.mem.pos, ls.seg_pos) if p is not None]
-        new = attn.keys(a, pos)
-        if torch.is_grad_enabled():  # recomputed from the stored inputs (see the module docstring)
-            if not held:
-                return ls, new
-            k, v, p = attn.keys(torch.cat(held, dim=1), torch.cat(held_pos, dim=1))
-            return ls, (torch.cat([k, new[0]], 2), torch.cat([v, new[1]], 2), torch.cat([p, new[2]], 1))
-        cache = ls.cache
-        if cache is None:
-            cache = KVCache(capacity=self.config.cmem_len + self.config.mem_len + self.config.context)
-            if held:
-                cache, *_ = cache.append(*attn.keys(torch.cat(held, dim=1), torch.cat(held_pos, dim=1)))
-        cache, k, v, p = cache.append(*new)
-        return replace(ls, cache=cache), (k, v, p)
+        if torch.is_grad_enabled():  # keys recomputed from the stored inputs (see the module docstring)
+            held, held_pos = self._held(ls)
+            context = a if held is None else torch.cat([held, a], dim=1)
+            context_pos = pos if held is None else torch.cat([held_pos, pos], dim=1)
+            y, _ = attn(a, context=context, positions=pos, context_positions=context_pos, key_padding=context_pos < 0)
+            return y, ls
+        cache, padded = ls.cache, ls.padded
+        if cache is None:  # a segment starts: the keys of the memories, once
+            c = self.config
+            cache = KVCache(capacity=c.cmem_len + c.mem_len + c.context)
+            held, held_pos = self._held(ls)
+            if held is not None:
+                cache, *_ = cache.append(*attn.keys(held, held_pos))
+                padded = bool((held_pos < 0).any())
+        if padded:  # empty slots are key padding, which a cache's older keys cannot be
+            cache, k, v, p = cache.append(*attn.keys(a, pos))
+            y, _ = attn(a, keys=(k, v, p), positions=pos, key_padding=p < 0)
+        else:  # one new token sees every key: the cache's own unmasked step
+            y, cache = attn(a, positions=pos, cache=cache)
+        return y, LayerState(ls.mem, ls.cmem, ls.seg, ls.seg_pos, cache, padded)
 
     def _layer(self, i: int, ls: LayerState, x: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, LayerState]:
         block = self.blocks[i]
         a = block.norm1(x)
-        ls, (k, v, p) = self._keys(i, ls, a, pos)
-        y, _ = block.attn(a, keys=(k, v, p), positions=pos, key_padding=p < 0)
+        y, ls = self._attend(i, ls, a, pos)
         x = x + y
         x = x + block.mlp(block.norm2(x))
-        return x, replace(ls, seg=_cat(ls.seg, a), seg_pos=_cat(ls.seg_pos, pos))
+        return x, LayerState(ls.mem, ls.cmem, _cat(ls.seg, a), _cat(ls.seg_pos, pos), ls.cache, ls.padded)
 
     def _end_segment(self, i: int, ls: LayerState) -> tuple[LayerState, torch.Tensor | None]:
         """The full segment's inputs go to memory; what falls out is compressed into cmem.
@@ -380,7 +420,7 @@ class CompressiveTransformer(Transformer):
             return empty, None
         mem, old, old_pos = ls.mem.push(ls.seg, ls.seg_pos)
         if old is None or not self.config.cmem_len:
-            return replace(empty, mem=mem), None
+            return LayerState(mem, ls.cmem), None
         b, e, d = old.shape
         c = self.config.ratio
         compressed = self.blocks[i].compress(old.transpose(1, 2)).transpose(1, 2)  # (b, e / c, d)
@@ -419,6 +459,10 @@ class CompressiveTransformer(Transformer):
         aux = {}
         if self.learns_compression:
             total = sum(losses) / max(len(self.memory), 1) if losses else x.new_zeros(())
+            if self.training and torch.is_grad_enabled():
+                # every compressor in the graph, with a zero gradient when nothing was evicted
+                # (a piece's first segment): DDP requires every parameter to take part
+                total = total + 0.0 * sum(p.sum() for i in self.memory for p in self.blocks[i].compress.parameters())
             aux["reconstruction"] = self.config.reconstruction_weight * total
         return torch.cat(outs, dim=1), state, aux
 
