@@ -9,14 +9,16 @@ Per memory layer (all layers, or the 1-based ``memory_layers``):
   gradient across segments (Dai et al. §3.2: SG(h) in Eq. 1).
 - ``cmem``: a second FIFO of ``cmem_len`` compressed memories. What a full segment pushes out of
   ``mem`` (n_s states) is compressed with ratio c into n_s / c slots (Rae et al. §3.1, Alg. 1):
-  "conv", a 1-D convolution with kernel = stride = c (the paper's best on enwik8 after dilated
-  conv, and the seed's library's only one); "max" / "mean" pooling with kernel = stride = c;
+  "conv", a 1-D convolution with kernel = stride = c (the seed's library's only one; ours starts
+  as mean pooling); "max" / "mean" pooling with kernel = stride = c;
   "dilated", log2(c) convolutions of kernel 2 with dilations 1, 2, ..., c/2 (GELU between),
   read every c-th output, so a slot sees exactly its own c states as "conv" does, through a
   deeper, nonlinear map (the paper names dilated convolutions without giving their shape).
 - The attention-reconstruction loss (Rae et al. §3.3, Alg. 2): the current segment's
   content-based attention (no positions) over the evicted memories against the same over
-  their compression, with the layer's own projections, mean squared error. It trains the
+  their compression, with the layer's own projections: the mean squared error, averaged over
+  memory layers (a scale at which its gradient leaves the shared gradient-norm clip to the
+  main loss: see `reconstruction_loss`). It trains the
   compression function and nothing else: every other input of the loss is detached — the
   queries' inputs, the old memories, and the projection weights themselves (``weight.detach()``
   in the loss's own matmul), while the parameters stay trainable for the main loss. (The
@@ -83,8 +85,9 @@ class CompressiveConfig(Config):
     memory update). mem_len: memories per memory layer. cmem_len: compressed memories per memory
     layer (0: Transformer-XL). ratio: compression rate c. compression: conv, max, mean or
     dilated. memory_layers: 1-based layers with memories (empty: all). reconstruction_weight:
-    factor of the attention-reconstruction loss (it trains only the compressor, so under Adam
-    its scale matters little)."""
+    factor of the attention-reconstruction loss (it trains only the compressor, whose Adam
+    steps do not depend on it; a large one takes over the gradient-norm clip: see
+    `reconstruction_loss`)."""
 
     vocab_size: int = 0
     dim: int = 64
@@ -162,7 +165,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "seed": {"model": {"dim": 64, "n_layers": 6, "n_heads": 8, "context": 64, "mem_len": 64, "cmem_len": 256,
                        "ratio": 4, "memory_layers": (5, 6), "dropout": 0.1},
              "train": {"batch_size": 16, "lr": 1e-4, "schedule": "constant", "grad_clip": 0.5}},
-    "small": {"model": {"dim": 128, "n_layers": 4, "n_heads": 4, "context": 128, "mem_len": 128, "cmem_len": 128,
+    # a CPU size: 128-token segments, memories reaching 128 + 128 + 4 x 128 = 768 tokens back per layer
+    "small": {"model": {"dim": 96, "n_layers": 4, "n_heads": 4, "context": 128, "mem_len": 128, "cmem_len": 128,
                         "ratio": 4, "dropout": 0.1},
               "train": dict(_TRAIN)},
 }
@@ -205,11 +209,17 @@ def compression(kind: str, dim: int, ratio: int) -> nn.Module:
 
 def reconstruction_loss(attn: Attention, queries_in: torch.Tensor, old: torch.Tensor, old_pos: torch.Tensor,
                         compressed: torch.Tensor, compressed_pos: torch.Tensor) -> torch.Tensor:
-    """Rae et al. Alg. 2: || attn(h, old_mem) - attn(h, f_c(old_mem)) ||², the squared norm of each
-    query's attention output (all heads) averaged over queries and rows, content-based, with the
-    layer's projections. Only ``compressed`` carries a gradient:
-    queries_in (b, t, d), old (b, e, d) and the projection weights enter detached. Rows whose
-    evicted states are all empty slots (reset rows) count for nothing."""
+    """Rae et al. Alg. 2: || attn(h, old_mem) - attn(h, f_c(old_mem)) ||², content-based, with
+    the layer's projections, as the mean squared error over queries, heads and features (and
+    rows). Only ``compressed`` carries a gradient: queries_in (b, t, d), old (b, e, d) and the
+    projection weights enter detached. Rows whose evicted states are all empty slots (reset
+    rows) count for nothing.
+
+    The mean, not the paper's squared norm (d times larger): Adam makes the compressor's steps
+    independent of the loss's scale, but the gradient-norm clip is taken over every parameter
+    at once, and at the norm's scale the compressor's gradient outgrew the main network's (3.2
+    against 0.6 by step 400 at the seed config), so the clip shrank every main step 3-6 times
+    (train loss 3.07 against 2.94 at step 400 with the mean; bench/bench_compressive.py's loop)."""
     b, t, d = queries_in.shape
     w = attn.qkv.weight.detach()
 
@@ -230,7 +240,7 @@ def reconstruction_loss(attn: Attention, queries_in: torch.Tensor, old: torch.Te
 
     with torch.no_grad():
         target = attend(old.detach(), old_pos)
-    err = (attend(compressed, compressed_pos) - target).pow(2).sum(dim=(1, 3)).mean(dim=1)  # (b,)
+    err = (attend(compressed, compressed_pos) - target).pow(2).mean(dim=(1, 2, 3))  # (b,)
     return (err * rows).sum() / rows.sum().clamp(min=1)
 
 
