@@ -155,3 +155,12 @@ def test_frame_metrics_ties_empty_and_bad_shapes():
         frame_metrics([[0, 1]], [np.full((3, 2), 0.5)])
     with pytest.raises(ValueError, match="distribution arrays"):
         frame_metrics([[0]], [])
+
+
+def test_by_position_averages_each_bucket_over_the_pieces_that_reach_it():
+    from notelm.evaluation import by_position
+
+    curve = by_position([np.array([1.0, 2.0, 3.0]), np.array([5.0, 7.0, 9.0, 11.0, 13.0])], bucket=2)
+    assert curve["start"] == [0, 2, 4] and curve["events"] == [4, 3, 1]
+    np.testing.assert_allclose(curve["bits_per_event"], [(1 + 2 + 5 + 7) / 4, (3 + 9 + 11) / 3, 13.0])
+    np.testing.assert_allclose(curve["nats_per_event"], np.array(curve["bits_per_event"]) * np.log(2))

@@ -52,6 +52,25 @@ def predict_distributions(model: SequenceModel, sequences: Sequence[Sequence[int
     return [np.asarray(d, dtype=np.float64) for d in model.distributions(sequences)]
 
 
+def by_position(information: Sequence[np.ndarray], bucket: int = 256) -> dict[str, Any]:
+    """Mean information content by position within the piece, in buckets of ``bucket`` events
+    (events 0..bucket-1 of every piece, then bucket..2 bucket-1, ...): whether a model predicts
+    better late in a piece than early, as one with a memory of the piece should. ``information``:
+    one array of IC (bits) per piece. Buckets no piece reaches are not listed."""
+    if bucket < 1:
+        raise ValueError(f"bucket must be >= 1; got {bucket}")
+    longest = max((len(ic) for ic in information), default=0)
+    k = -(-longest // bucket)
+    total, count = np.zeros(k), np.zeros(k, dtype=np.int64)
+    for ic in information:
+        b = np.arange(len(ic)) // bucket
+        total += np.bincount(b, weights=ic, minlength=k)
+        count += np.bincount(b, minlength=k)
+    bits = total / np.maximum(count, 1)
+    return {"bucket": bucket, "start": [i * bucket for i in range(k)], "events": count.tolist(),
+            "bits_per_event": bits.tolist(), "nats_per_event": (bits * np.log(2)).tolist()}
+
+
 def frame_metrics(sequences: Sequence[Sequence[int]], distributions: Sequence[np.ndarray]) -> dict[str, float | int]:
     """Pooled over every event of every piece: ``nll_nats`` (mean -ln p(event)), ``nll_bits``,
     ``precision`` (how often the most probable token is the event; ties go to the lowest id),

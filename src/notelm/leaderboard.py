@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from notelm.errors import NotelmError
-from notelm.evaluation import evaluate, frame_metrics
+from notelm.evaluation import by_position, evaluate, frame_metrics
 from notelm.models.base import SequenceModel
+
+BUCKET = 256  # events per bucket of `evaluate_run`'s loss by position within the piece
 
 
 class NothingToScoreError(NotelmError):
@@ -82,6 +84,8 @@ def evaluate_run(run: str | Path, *, corpus: str, root: str | Path | None = None
         "parameters": r.metrics.get("parameters"), "counts": r.metrics.get("counts"),
         "train_seconds": r.metrics.get("train_seconds"),
         "global_step": r.metrics.get("global_step"),
+        # loss by position within the piece (does a model with memory predict better late?)
+        "by_position": by_position(ev.information_content, BUCKET) if events else None,
     }
 
 

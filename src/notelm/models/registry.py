@@ -79,6 +79,7 @@ class ModelSpec:
 
 
 _T, _L, _D = "notelm.models.transformer", "notelm.models.lstm", "notelm.models.dstm"
+_C = "notelm.models.compressive"
 _S = "notelm.models.symbolic"
 SPECS: tuple[ModelSpec, ...] = (
     ModelSpec("ppm", "counting", "PPM as IDyOM defines it (LTM, LTM+, STM, or LTM with STM), smoothed down to order -1",
@@ -97,6 +98,10 @@ SPECS: tuple[ModelSpec, ...] = (
               f"{_D}:DCSTMConfig", f"{_D}:DSTM", f"{_D}:DSTM_PRESETS", width="filters"),
     ModelSpec("wavenet", "lm", "causal dilated convolutions (WaveNet-style long-term model)",
               f"{_D}:WaveNetConfig", f"{_D}:WaveNet", f"{_D}:WAVENET_PRESETS", width="filters"),
+    ModelSpec("compressive", "segments", "Compressive Transformer: XL memories plus compressed memories, over whole pieces",
+              f"{_C}:CompressiveConfig", f"{_C}:CompressiveTransformer", f"{_C}:PRESETS"),
+    ModelSpec("xl", "segments", "Transformer-XL: memories of the last segments in every layer, over whole pieces",
+              f"{_C}:XLConfig", f"{_C}:CompressiveTransformer", f"{_C}:XL_PRESETS"),
 )
 REGISTRY: dict[str, ModelSpec] = {s.name: s for s in SPECS}
 
