@@ -146,3 +146,64 @@ def test_a_corpus_that_excludes_kinder_drops_its_songs_and_their_copies(monkeypa
     excluded = {d["id"]: d["reason"] for d in c.excluded}
     assert len(excluded) == 213 + 3 and {excluded[i] for i in ("fink0#62", "fink0#63", "fink0#444")} == {"title"}
     assert set(c.splits) == {"train", "valid"}  # its test set is kinder
+
+
+# ---- notelm idyom --ltm RUN ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fink_run(tmp_path_factory):
+    """A (barely) trained melody-events LSTM on essen-fink: no kinder song in it."""
+    from notelm.training import train
+
+    out = tmp_path_factory.mktemp("runs") / "fink-lstm"
+    train("lstm", out=out, corpus="essen-fink", encoding="melody-events", preset="debug", max_steps=2,
+          overrides=["train.val_every=2"], progress=False, accelerator="cpu", devices=1, threads=1)
+    return out
+
+
+def idyom_cli(*args):
+    from typer.testing import CliRunner
+
+    from notelm.cli import app
+
+    return CliRunner().invoke(app, ["idyom", "essen-kinder", *args])
+
+
+def test_idyom_ltm_run_is_the_runs_pitch_model_and_combines_with_idyoms_stm(fink_run):
+    import json
+
+    from notelm.idyom import build_system, run_pitch_model
+    from notelm.models.combine import CombineConfig, combine, mean_ic
+    from notelm.models.mvs import MultipleViewpointModel
+
+    melodies, coders = build_system(load_corpus("essen-kinder").melodies(), "cpitch")
+    neural = run_pitch_model(fink_run, coders[0].alphabets, "essen-kinder")[0].distributions(melodies)
+    stm = MultipleViewpointModel(coders=coders, kind="stm").distributions(melodies)
+    alone = idyom_cli("--ltm", str(fink_run), "--models", "ltm", "--json")
+    assert alone.exit_code == 0, alone.output
+    summary = json.loads(alone.stdout)
+    assert (summary["pieces"], summary["events"], summary["folds"]) == (213, 8393, None)
+    assert summary["ltm_run"]["trained_on"] == "essen-fink"
+    assert summary["mean_ic_per_piece"] == pytest.approx(mean_ic(neural, melodies), abs=1e-9)
+    both = json.loads(idyom_cli("--ltm", str(fink_run), "--models", "both", "--combine", "arithmetic",
+                                "--bias", "2", "--json").stdout)
+    by_hand = [combine([n, s], CombineConfig("arithmetic", 2.0)) for n, s in zip(neural, stm)]
+    assert both["mean_ic_per_piece"] == pytest.approx(mean_ic(by_hand, melodies), abs=1e-9)
+
+
+def test_idyom_refuses_a_run_that_saw_the_corpus_and_misplaced_runs_in_one_line(fink_run, tmp_path):
+    import json
+    import shutil
+
+    saw = tmp_path / "saw-kinder"
+    shutil.copytree(fink_run, saw)
+    config = json.loads((saw / "config.json").read_text())
+    config["data"]["corpus"] = "essen"  # all of Essen holds kinder0.abc
+    (saw / "config.json").write_text(json.dumps(config))
+    for args, message in [(["--ltm", str(saw), "--models", "ltm"], "must not have seen them"),
+                          (["--ltm", str(fink_run), "--models", "stm"], "--ltm replaces the long-term model"),
+                          (["--stm", str(fink_run), "--models", "ltm"], "--stm replaces the short-term model"),
+                          (["--ltm", str(tmp_path / "none"), "--models", "ltm"], "no such run directory")]:
+        r = idyom_cli(*args)
+        assert r.exit_code != 0 and message in str(r.exception), (args, r.output)
