@@ -7,7 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notelm.models.combine import CombineConfig, Combined, combine, entropy_weights
+from notelm.models.combine import (
+    CombineConfig,
+    Combined,
+    combine,
+    entropy_weights,
+    mean_ic,
+    tune_combination,
+)
 from notelm.models.markov import MarkovChain, Repetition
 from notelm.models.ppm import PPM
 
@@ -98,3 +105,17 @@ def test_bad_settings():
         Combined({})
     config = CombineConfig.pearce2005()
     assert CombineConfig.from_dict(config.to_dict()) == config
+
+
+def test_tune_combination_finds_the_best_setting_on_the_grid_it_is_given():
+    rng = np.random.default_rng(0)
+    events = [rng.integers(0, 4, size=n) for n in (5, 9)]
+    sharp = [np.full((len(e), 4), 0.02) for e in events]  # a model that knows the events ...
+    for d, e in zip(sharp, events):
+        d[np.arange(len(e)), e] = 0.94
+    flat = [np.full((len(e), 4), 0.25) for e in events]  # ... and one that does not
+    config, score = tune_combination([sharp, flat], events, biases=(0.0, 2.0, 8.0))
+    grid = {(m, b): mean_ic([combine([s, f], CombineConfig(m, b)) for s, f in zip(sharp, flat)], events)
+            for m in ("arithmetic", "geometric") for b in (0.0, 2.0, 8.0)}
+    assert score == min(grid.values()) == grid[(config.method, config.bias)]
+    assert config.bias == 8.0  # the confident, right model should take nearly all the weight

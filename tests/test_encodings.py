@@ -117,6 +117,33 @@ def test_melody_round_trips(kw, data):
         assert np.array_equal(want.pitch, piece.melody().pitch)
 
 
+@pytest.mark.parametrize("pitch", ["cpitch", "cpint"])
+@SETTINGS
+@given(data=st.data())
+def test_melody_events_round_trip_and_name_each_notes_pitch_column(pitch, data):
+    corpus = data.draw(st.lists(pieces(), min_size=1, max_size=3))
+    enc = get_encoding("melody-events", pitch=pitch).fit(corpus)
+    for piece in corpus:
+        want = check_roundtrip(enc, piece)
+        assert enc.quantized(want) == want
+        assert np.array_equal(want.pitch, piece.melody().pitch)
+        # the column pitch_columns names for the true pitch is the token the note was encoded as
+        ids, line = enc.encode(piece), piece.melody()
+        previous = np.r_[-1, line.pitch[:-1]].astype(np.int64)
+        columns = enc.pitch_columns(np.arange(128), previous)
+        assert np.array_equal(columns[np.arange(len(line)), line.pitch], ids[::3])
+
+
+def test_melody_events_spell_pitch_then_duration_then_ioi():
+    piece = Piece(pitch=np.array([67, 69, 67]), onset=np.array([0.5, 1.0, 2.5]), duration=np.array([0.5, 1.0, 0.25]))
+    assert get_encoding("melody-events").tokens(piece) == ["p67", "d1/2", "o1/2", "p69", "d1", "o1/2",
+                                                           "p67", "d1/4", "o3/2"]
+    assert get_encoding("melody-events", pitch="cpint").tokens(piece)[::3] == ["p67", "i+2", "i-2"]
+    enc = get_encoding("melody-events").fit([piece])
+    with pytest.raises(EncodingError, match="out of order"):
+        enc.decode(enc.vocab.ids(["d1/2", "p67", "o1/2"]))
+
+
 @pytest.mark.parametrize("kw", [{}, {"dstart": "previous", "dstart_bins": 4, "velocity_bins": 2}])
 @SETTINGS
 @given(data=st.data())
@@ -202,7 +229,7 @@ def test_encoding_from_dict_encodes_identically(name, data):
 
 
 def test_registry_names_and_unknown_name():
-    assert set(available_encodings()) == {"melody", "grid", "dstm-frames", "performance",
+    assert set(available_encodings()) == {"melody", "melody-events", "grid", "dstm-frames", "performance",
                                           "note-tokens", "remi", "tsd", "midilike"}
     with pytest.raises(UnknownNameError, match="known: .*grid"):
         get_encoding("gird")
@@ -211,6 +238,7 @@ def test_registry_names_and_unknown_name():
 @pytest.mark.parametrize("name,kw", [
     ("grid", {"step": 0}), ("grid", {"mode": "hum"}), ("grid", {"low": 90, "high": 80}),
     ("grid", {"stepp": 0.25}), ("performance", {"velocity_bins": 0}), ("melody", {"viewpoint": "cpint"}),
+    ("melody-events", {"pitch": "cpitch-class"}),
     ("note-tokens", {"dstart": "later"}), ("performance", {"sustain": "yes"}),
 ])
 def test_bad_settings_are_domain_errors(name, kw):
@@ -259,7 +287,7 @@ def test_empty_piece_round_trips_to_empty(name):
     assert len(enc.decode(ids)) == 0 and enc.decode(ids) == enc.quantized(empty)
 
 
-@pytest.mark.parametrize("name", ["grid", "melody", "performance", "note-tokens"])
+@pytest.mark.parametrize("name", ["grid", "melody", "melody-events", "performance", "note-tokens"])
 def test_notes_before_time_zero_are_refused(name):
     piece = Piece(pitch=np.array([60]), onset=np.array([-1.0]), duration=np.array([2.0]))
     enc = get_encoding(name)

@@ -235,6 +235,8 @@ def idyom(
     viewpoint_combine: str | None = typer.Option(None, "--viewpoint-combine", help="Across viewpoints: arithmetic or geometric (default: as --combine)."),
     viewpoint_bias: float = typer.Option(2.0, "--viewpoint-bias", help="Bias of the viewpoint weights."),
     folds: int = typer.Option(10, "--folds", help="Cross-validation folds for LTM kinds (piece i in fold i mod k)."),
+    ltm_run: str | None = typer.Option(None, "--ltm", help="A trained run (RUN or builtin:NAME, melody-events or melody encoding) in the LTM's place: ltm = the run, both = run + STM, ltm+/both+ add IDyOM's LTM+."),
+    stm_run: str | None = typer.Option(None, "--stm", help="A trained run (e.g. a ccstm on melody-events) in the STM's place."),
     output: Path | None = typer.Option(None, "--output", help="Write the per-event table (piece, position, pitch, IC, entropy, each model's p) as CSV."),
     force: bool = typer.Option(False, "--force", help="Overwrite --output and generated files."),
     generate: int = typer.Option(0, "--generate", help="Also sample this many melodies (model trained on the whole corpus) as MIDI."),
@@ -250,6 +252,9 @@ def idyom(
 
     Example (Pearce 2005's LTM+ with STM, C*I, arithmetic b=2):
     notelm idyom essen-kinder --models both+ --escape c --no-update-exclusion --combine arithmetic --bias 2
+
+    Example (a neural long-term model trained without kinder, with IDyOM's STM):
+    notelm idyom essen-kinder --ltm builtin:essen-melody-lstm --models both --viewpoints cpitch
     """
     from notelm.generation import check_settings
     from notelm.idyom import (
@@ -272,13 +277,15 @@ def idyom(
     combine_config(viewpoint_combine or combine, viewpoint_bias, "viewpoint combination: ")
     check_settings(length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     check_counts(models=models, folds=folds, generate=generate)
+    if (ltm_run is not None or stm_run is not None) and generate:
+        raise NotelmError("--generate samples from IDyOM's own models; to sample from a run: notelm generate RUN")
     check_outputs([output], force=force)
     check_generate_outputs(corpus, generate_out, models=models, n=generate, force=force)
     settings = {"models": models, "ltm_config": ltm, "stm_config": stm, "combine": combine, "bias": bias,
                 "viewpoints": viewpoints, "viewpoint_combine": viewpoint_combine, "viewpoint_bias": viewpoint_bias}
     data = load(corpus, root)
     with progress_bar(f"IDyOM {models} on {corpus}"):
-        result = run_idyom(data, folds=folds, output=output, force=force, **settings)
+        result = run_idyom(data, folds=folds, output=output, force=force, ltm=ltm_run, stm=stm_run, **settings)
     summary = result.summary()
     if generate:
         from notelm.io.files import removed_on_failure
@@ -296,6 +303,9 @@ def idyom(
     table.add_row("mean entropy (bits)", f"{summary['mean_entropy']:.4f}")
     table.add_row("pieces / events", f"{summary['pieces']:,} / {summary['events']:,}")
     table.add_row("modelling time", f"{summary['seconds']:.2f} s ({summary['events_per_second']:,.0f} events/s)")
+    for role in ("ltm", "stm"):
+        if r := summary.get(f"{role}_run"):
+            table.add_row(f"{role.upper()} run", f"{r['path']} ({r['model']}, {r['encoding']}, trained on {r['trained_on']})")
     for name in ("ltm", "stm"):
         if summary[name]:
             c = summary[name]

@@ -80,6 +80,8 @@ class CorpusSpec:
     reader: str = "file"  # "file": notelm.io by suffix; "thesession": rows of tunes.csv
     split_by: str = "id"  # what the split hashes: "id", "title" or "tune" (see split_keys)
     bundled_root: Callable[[], Path] | None = None  # a local-layout corpus shipped inside the package
+    excludes: str | None = None  # a corpus whose pieces and copies are left out (`drop_copies`)
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS  # train/valid/test shares of hash splits
 
     def __post_init__(self) -> None:
         if self.split_by not in SPLIT_KEYS:
@@ -95,6 +97,7 @@ class Corpus:
     pieces: list[Piece]
     splits: list[str]  # split name of each piece
     skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}
+    excluded: list[dict] = field(default_factory=list)  # {"id", "title", "reason"}: copies of `spec.excludes`
 
     @property
     def name(self) -> str:
@@ -194,9 +197,8 @@ def _tune_keys(pieces: list[Piece]) -> list[str]:
         return x
 
     for key, piece in zip(own, pieces):
-        if len(piece.pitch) > _OPENING:
-            intervals = np.diff(np.asarray(piece.pitch[: _OPENING + 1], np.int64))
-            a, b = root(key), root("opening:" + hashlib.sha1(intervals.tobytes()).hexdigest())
+        if (opening := _opening(piece)) is not None:
+            a, b = root(key), root("opening:" + hashlib.sha1(opening).hexdigest())
             if a != b:
                 parent[max(a, b)] = min(a, b)
     best: dict[str, str] = {}
@@ -204,6 +206,48 @@ def _tune_keys(pieces: list[Piece]) -> list[str]:
         r = root(key)
         best[r] = min(best.get(r, key), key)
     return [best[root(key)] for key in own]
+
+
+def copies_of(pieces: list[Piece], reference: list[Piece]) -> list[str | None]:
+    """Which of ``pieces`` are copies of a ``reference`` piece, and why (None: not a copy).
+
+    A copy is what the corpora's tune grouping (`_tune_keys`) puts in one tune with a
+    reference piece: the same normalised title ("title"), the same opening 16 intervals, so
+    transposed copies too ("opening"), or joined to one through other pieces ("tune": a piece
+    with the opening of a piece that has a reference title). Openings are read from the
+    melodic line, ties merged (what a melodic model sees).
+    """
+    lines = [p.melody() for p in reference] + [p.melody() for p in pieces]
+    keys = _tune_keys(lines)
+    tunes = set(keys[: len(reference)])
+    titles = {t for p in reference if (t := normalise_title(p.meta.title))}
+    openings = {o for p in lines[: len(reference)] if (o := _opening(p)) is not None}
+    out: list[str | None] = []
+    for line, key in zip(lines[len(reference):], keys[len(reference):]):
+        if key not in tunes:
+            out.append(None)
+        elif normalise_title(line.meta.title) in titles:
+            out.append("title")
+        elif _opening(line) in openings:
+            out.append("opening")
+        else:
+            out.append("tune")
+    return out
+
+
+def drop_copies(pieces: list[Piece], reference: list[Piece]) -> tuple[list[Piece], list[dict]]:
+    """``pieces`` without the copies of ``reference`` pieces (`copies_of`), and what was dropped:
+    ``{"id", "title", "reason"}`` for each. For a training set that must not hold a test song."""
+    reasons = copies_of(pieces, reference)
+    kept = [p for p, r in zip(pieces, reasons) if r is None]
+    dropped = [{"id": p.meta.id, "title": p.meta.title, "reason": r} for p, r in zip(pieces, reasons) if r]
+    return kept, dropped
+
+
+def _opening(piece: Piece) -> bytes | None:
+    if len(piece.pitch) <= _OPENING:
+        return None
+    return np.diff(np.asarray(piece.pitch[: _OPENING + 1], np.int64)).tobytes()
 
 
 # Intervals in a shared opening: 16 (two bars of a reel) join 16 more of O'Neill's tunes than
@@ -231,9 +275,10 @@ def _essen_collections() -> dict[str, list[str]]:
     return groups
 
 
-def _essen(names: list[str] | None) -> Callable[[Path | None], list[Path]]:
+def _essen(names: list[str] | None, without: tuple[str, ...] = ()) -> Callable[[Path | None], list[Path]]:
     folder = music21_corpus() / "essenFolksong"
-    return lambda root: sorted(folder / n for n in names) if names else sorted(folder.glob("*.abc"))
+    return lambda root: (sorted(folder / n for n in names) if names
+                         else sorted(p for p in folder.glob("*.abc") if p.name not in without))
 
 
 def _soprano(piece: Piece) -> Piece:
@@ -360,7 +405,15 @@ def _specs() -> dict[str, CorpusSpec]:
                    lambda root: [_thesession_csv(root)], melodic=True, needs_root=True, reader="thesession",
                    split_by="tune"),
     ]
-    for coll, files in _essen_collections().items():
+    collections = _essen_collections()
+    # Pearce 2005's Dataset 7 held out: a long-term model trained on the rest of Essen, without
+    # any copy of a kinder song, is evaluated on all of kinder (bench/bench_kinder.py), so this
+    # corpus needs no test split: 90% train, 10% valid (early stopping, combination biases)
+    specs.append(CorpusSpec("essen-without-kinder", "Essen without the kinder collection and without any copy "
+                            "of a kinder song (same title or opening)", MUSIC21_LICENSE,
+                            _essen(None, without=tuple(collections.get("kinder", ()))), melodic=True,
+                            split_by="title", excludes="essen-kinder", fractions=(0.9, 0.1, 0.0)))
+    for coll, files in collections.items():
         specs.append(CorpusSpec(f"essen-{coll}", f"Essen collection {coll!r} ({', '.join(files)})",
                                 MUSIC21_LICENSE, _essen(files), melodic=True, split_by="title"))
     return {s.name: s for s in specs}
@@ -483,7 +536,7 @@ def load_corpus(
     name: str,
     root: str | Path | None = None,
     *,
-    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
+    fractions: tuple[float, float, float] | None = None,
     workers: int | None = None,
     use_cache: bool = True,
     progress: Callable[[int, int], None] | None = None,
@@ -491,9 +544,11 @@ def load_corpus(
 ) -> Corpus:
     """Read a named corpus (through the cache); unreadable files are skipped and listed.
 
-    ``progress(done, total)`` is called as files finish. ``strict`` turns the first skipped
-    file into an error. ``use_cache=False`` parses everything again and writes nothing; a
-    cache that cannot be used is a warning (`notelm.cache.CacheWarning`), never a failure.
+    ``fractions``: train/valid/test shares of the hash splits (default: the corpus's own,
+    80/10/10 for most). ``progress(done, total)`` is called as files finish. ``strict`` turns
+    the first skipped file into an error. ``use_cache=False`` parses everything again and
+    writes nothing; a cache that cannot be used is a warning (`notelm.cache.CacheWarning`),
+    never a failure.
     """
     spec = get_spec(name)
     _check_workers(workers)
@@ -536,7 +591,7 @@ def load_corpus(
         warnings.warn(piece_cache.CacheWarning(
             f"{len(notes)} cache entr{'y' if len(notes) == 1 else 'ies'} could not be written ({notes[0]}); "
             "those files are parsed again next time"), stacklevel=2)
-    return _assemble(spec, root_path, files, refused, results, fractions, strict)
+    return _assemble(spec, root_path, files, refused, results, fractions or spec.fractions, strict)
 
 
 def _assemble(spec, root, files, refused, results, fractions, strict) -> Corpus:
@@ -555,10 +610,13 @@ def _assemble(spec, root, files, refused, results, fractions, strict) -> Corpus:
         pieces = [_relative_id(p, root) for p in pieces]
     if spec.transform is not None:
         pieces = [spec.transform(p) for p in pieces]
+    excluded: list[dict] = []
+    if spec.excludes is not None:
+        pieces, excluded = drop_copies(pieces, load_corpus(spec.excludes).pieces)
     own = spec.own_splits(root) if spec.own_splits is not None else {}
     keys = split_keys(pieces, spec.split_by)
     splits = [own.get(p.meta.id) or hash_split(key, fractions) for p, key in zip(pieces, keys)]
-    return Corpus(spec=spec, root=root, pieces=pieces, splits=splits, skipped=skipped)
+    return Corpus(spec=spec, root=root, pieces=pieces, splits=splits, skipped=skipped, excluded=excluded)
 
 
 def _relative_id(piece: Piece, root: Path) -> Piece:

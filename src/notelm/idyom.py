@@ -6,6 +6,16 @@ the LTM is evaluated by k-fold cross-validation (piece i in fold i mod k), an ST
 no training. `smoothing` resolves the command line's smoothing options the way IDyOM does:
 an option not given takes IDyOM's default for that kind of model. `generate_melodies`
 samples new melodies from a model trained on the whole corpus and writes them as MIDI.
+
+``ltm=RUN`` (``notelm idyom --ltm RUN|builtin:NAME``) puts a trained run in the LTM's place
+(`notelm.models.pitch.RunPitchModel`: its prediction of each note's pitch over the corpus's
+pitch alphabet): "ltm" is the run alone, "both" the run with IDyOM's STM, and the "+" kinds
+add IDyOM's LTM+ (cross-validated, learning each test piece as it goes) as a third model:
+"ltm+" the run with the LTM+, "both+" the run, the LTM+ and the STM, all combined by one
+entropy-weighted mean (``combine``, ``bias``). ``stm=RUN`` likewise puts a run (a CCSTM) in
+the STM's place. A run is trained elsewhere, so it predicts every piece; a run whose
+training corpus holds the corpus's files is refused (`check_held_out`), unless that corpus
+was built to leave them out (``essen-without-kinder`` for ``essen-kinder``).
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ import numpy as np
 from notelm.corpora import Corpus
 from notelm.errors import NotelmError
 from notelm.evaluation import Evaluation, cross_validate, evaluate, fold_of
-from notelm.models.combine import CombineConfig
+from notelm.models.combine import CombineConfig, Combined
 from notelm.models.mvs import KINDS, MultipleViewpointModel
 from notelm.models.ppm import ESCAPES, PPMConfig
 from notelm.pieces import Piece
@@ -112,6 +122,42 @@ def check_counts(*, models: str, folds: int, generate: int = 0) -> None:
         raise IdyomSettingsError(f"--generate must be an int >= 0; got {generate!r}")
 
 
+def check_held_out(run, corpus: str) -> None:
+    """Refuse a run trained on a corpus that holds ``corpus``'s files (its pieces would be in
+    the run's training data), unless the run's corpus excludes ``corpus`` and its copies."""
+    from notelm.corpora import get_spec
+
+    data = run.config.get("data", {})
+    trained_on = data.get("corpus")
+    try:
+        spec, target = get_spec(trained_on), get_spec(corpus)
+    except NotelmError:
+        return  # a corpus this notelm does not know: nothing to compare
+    if spec.excludes == corpus or spec.needs_root or target.needs_root:
+        return
+    if set(spec.files(None)) & set(target.files(None)):
+        raise IdyomSettingsError(f"{run.path} was trained on {trained_on}, which holds the pieces of {corpus}: "
+                                 f"a long-term model must not have seen them (train it on a corpus without "
+                                 f"them, e.g. essen-without-kinder for essen-kinder)")
+
+
+def run_pitch_model(path: str | Path, alphabets: Alphabets, corpus: str | None = None):
+    """A trained run (a path or ``builtin:NAME``) as a model of pitch over ``alphabets``, and
+    the run; refused if it was trained on ``corpus``'s pieces (`check_held_out`)."""
+    import torch
+
+    from notelm.models.pitch import RunPitchModel
+    from notelm.runs import open_run
+
+    run = open_run(path)
+    if run.counting or run.kind != "lm":
+        raise IdyomSettingsError(f"{path}: --ltm and --stm take a run of a neural language model (lstm, "
+                                 f"transformer, ccstm, ...); this is a {run.model_name} run")
+    if corpus is not None:
+        check_held_out(run, corpus)
+    return RunPitchModel(run.model(dtype=torch.float32), run.encoding(), alphabets), run
+
+
 @dataclass
 class IdyomResult:
     """Per-event results of a run, its settings, and the modelling time (training + prediction)."""
@@ -161,11 +207,12 @@ def run_idyom(corpus: Corpus | Sequence[Piece], *, models: str = "both+", ltm_co
               stm_config: PPMConfig | None = None, combine: str = "geometric", bias: float = 7.0,
               viewpoints: str | Sequence[str] = ("cpitch",), viewpoint_combine: str | None = None,
               viewpoint_bias: float = 2.0, folds: int = 10, output: str | Path | None = None,
-              force: bool = False) -> IdyomResult:
+              force: bool = False, ltm: str | Path | None = None, stm: str | Path | None = None) -> IdyomResult:
     """Predict every note's pitch in ``corpus`` with IDyOM's ``models`` (stm, ltm, ltm+, both,
     both+); LTM kinds by ``folds``-fold cross-validation. ``combine``/``bias``: LTM with STM;
     ``viewpoint_combine`` (default: ``combine``)/``viewpoint_bias``: across viewpoints.
     ``output``: write the per-event table as CSV there (refusing to overwrite unless ``force``).
+    ``ltm``/``stm``: a trained run in the LTM's/STM's place (module docstring).
     """
     check_kind(models)
     ltm_config = ltm_config or PPMConfig.idyom_ltm()
@@ -177,7 +224,13 @@ def run_idyom(corpus: Corpus | Sequence[Piece], *, models: str = "both+", ltm_co
 
         check_output(output, force=force)  # before the work, not after it
     name, pieces, left_out = _melodies(corpus)
-    if models != "stm":
+    if ltm is not None and models == "stm":
+        raise IdyomSettingsError("--ltm replaces the long-term model: use it with --models ltm, ltm+, both or both+")
+    if stm is not None and models in ("ltm", "ltm+"):
+        raise IdyomSettingsError("--stm replaces the short-term model: use it with --models stm, both or both+")
+    # cross-validated when IDyOM's own LTM takes part (a run was trained elsewhere)
+    cross_validated = models != "stm" and not (ltm is not None and models in ("ltm", "both"))
+    if cross_validated:
         try:
             fold_of(len(pieces), folds)
         except ValueError as e:
@@ -185,25 +238,47 @@ def run_idyom(corpus: Corpus | Sequence[Piece], *, models: str = "both+", ltm_co
     _warm_up()
     started = time.perf_counter()
     melodies, coders = build_system(pieces, viewpoints)
+    held_out = name if isinstance(corpus, Corpus) else None
+    runs = {role: run_pitch_model(path, coders[0].alphabets, held_out)
+            for role, path in (("ltm", ltm), ("stm", stm)) if path is not None}
 
-    def build(train: list[Melody]) -> MultipleViewpointModel:
-        model = MultipleViewpointModel(coders=coders, kind=models, ltm=ltm_config, stm=stm_config,
-                                       combine=both, viewpoint_combine=across)
-        return model.fit(train) if model.trainable else model
+    def idyom(kind: str) -> MultipleViewpointModel:
+        return MultipleViewpointModel(coders=coders, kind=kind, ltm=ltm_config, stm=stm_config,
+                                      combine=both, viewpoint_combine=across)
 
-    if models == "stm":
-        evaluation = evaluate(build([]), melodies)
-    else:
+    def build(train: list[Melody]):
+        if not runs:
+            model = idyom(models)
+            return model.fit(train) if model.trainable else model
+        parts = {}
+        if models != "stm":  # the long-term side: the run (with IDyOM's LTM+ in the + kinds), or IDyOM's
+            if "ltm" in runs:
+                parts["ltm"] = runs["ltm"][0]
+                if models in ("ltm+", "both+"):
+                    parts["ltm+"] = idyom("ltm+").fit(train)
+            else:
+                parts["ltm"] = idyom("ltm+" if models == "both+" else "ltm").fit(train)
+        if models in ("stm", "both", "both+"):
+            parts["stm"] = runs["stm"][0] if "stm" in runs else idyom("stm")
+        return next(iter(parts.values())) if len(parts) == 1 else Combined(parts, config=both)
+
+    if cross_validated:
         evaluation = cross_validate(build, melodies, k=folds)
+    else:
+        evaluation = evaluate(build([]), melodies)
     seconds = time.perf_counter() - started
     evaluation = replace(evaluation, columns={
         "piece_id": [np.full(len(m), p.meta.id or f"#{i}", dtype=object) for i, (m, p) in enumerate(zip(melodies, pieces))],
         "pitch": [m.pitch for m in melodies], "onset": [m.onset / TICKS_PER_BEAT for m in melodies]})
     settings = {"corpus": name, "models": models, "viewpoints": [c.name for c in coders],
-                "folds": None if models == "stm" else folds,
-                "ltm": ltm_config.to_dict() if models != "stm" else None,
-                "stm": stm_config.to_dict() if models in ("stm", "both", "both+") else None,
-                "combine": both.to_dict() if models in ("both", "both+") else None,
+                "folds": folds if cross_validated else None,
+                "ltm": ltm_config.to_dict() if models != "stm" and (ltm is None or models in ("ltm+", "both+")) else None,
+                "stm": stm_config.to_dict() if models in ("stm", "both", "both+") and stm is None else None,
+                "combine": both.to_dict() if models in ("both", "both+") or (ltm is not None and models == "ltm+") else None,
+                **{f"{role}_run": {"path": str(path), "model": run.model_name, "encoding": run.config["encoding"]["name"],
+                                   "trained_on": run.config["data"].get("corpus"),
+                                   "training_pieces": run.config["data"].get("pieces", {}).get("train")}
+                   for role, path, (_, run) in ((r, p, runs[r]) for r, p in (("ltm", ltm), ("stm", stm)) if r in runs)},
                 "viewpoint_combine": across.to_dict() if len(coders) > 1 else None,
                 "skipped": {"no melody (drum tracks only)": left_out} if left_out else {}}
     if output is not None:

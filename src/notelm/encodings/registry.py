@@ -13,6 +13,7 @@ from typing import Any
 from notelm.encodings.base import FORMAT_VERSION, Encoding, EncodingSettingsError
 from notelm.encodings.grid import DSTM_FRAMES, GridEncoding
 from notelm.encodings.melody import MelodyEncoding
+from notelm.encodings.melody_events import MelodyEventsEncoding
 from notelm.encodings.miditok_adapters import MidiLikeEncoding, RemiEncoding, TsdEncoding
 from notelm.encodings.note_tokens import NoteTokensEncoding
 from notelm.encodings.performance import PerformanceEncoding
@@ -29,6 +30,7 @@ def _dstm_frames(**settings: Any) -> GridEncoding:
 
 ENCODINGS: dict[str, Callable[..., Encoding]] = {
     "melody": MelodyEncoding,
+    "melody-events": MelodyEventsEncoding,
     "grid": GridEncoding,
     "dstm-frames": _dstm_frames,
     "performance": PerformanceEncoding,

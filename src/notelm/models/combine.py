@@ -86,6 +86,31 @@ def combine(distributions: Sequence[np.ndarray], config: CombineConfig) -> np.nd
     return out / out.sum(axis=-1, keepdims=True)
 
 
+BIASES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
+
+
+def mean_ic(distributions: Sequence[np.ndarray], events: Sequence[Sequence[int]]) -> float:
+    """Mean information content per piece, then over pieces (IDyOM's figure), in bits."""
+    return float(np.mean([-np.log2(d[np.arange(len(e)), np.asarray(e, np.int64)]).mean()
+                          for d, e in zip(distributions, events, strict=True) if len(e)]))
+
+
+def tune_combination(components: Sequence[Sequence[np.ndarray]], events: Sequence[Sequence[int]], *,
+                     methods: Sequence[str] = METHODS, biases: Sequence[float] = BIASES) -> tuple[CombineConfig, float]:
+    """The method and bias that give the lowest mean IC per piece when the models whose
+    per-piece distributions are ``components`` (one list per model) predict ``events``, and
+    that figure. Tune on a validation set, never on the test set: a bias chosen there flatters it."""
+    best: tuple[CombineConfig, float] | None = None
+    for method in methods:
+        for bias in biases:
+            config = CombineConfig(method=method, bias=float(bias))
+            score = mean_ic([combine(list(parts), config) for parts in zip(*components, strict=True)], events)
+            if best is None or score < best[1]:
+                best = (config, score)
+    assert best is not None, "give at least one method and one bias"
+    return best
+
+
 class Combined(SequenceModel):
     """Several models over one alphabet, predicting as one (e.g. {"ltm": ..., "stm": ...}).
 
