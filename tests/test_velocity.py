@@ -1,0 +1,141 @@
+"""The velocity model (models/seq2seq.py): teacher forcing equals cached step-by-step decoding,
+cached greedy equals the original's uncached greedy, the decoder is causal, source padding is
+invisible, the window plan covers every note, and the batched and step paths agree."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from notelm.encodings.vocab import BOS_ID, N_SPECIAL, PAD_ID
+from notelm.models.seq2seq import PRESETS, Seq2Seq, VelocityConfig, VelocityModel, window_plan
+
+SOURCE_VOCAB = N_SPECIAL + 40
+
+
+def network(shared: bool = False, seed: int = 0) -> Seq2Seq:
+    torch.manual_seed(seed)
+    config = VelocityConfig.from_dict({**PRESETS["debug"]["model"], "vocab_size": SOURCE_VOCAB, "shared_vocab": shared})
+    return Seq2Seq(config).double().eval()
+
+
+def pair(b: int, n: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    source = torch.randint(N_SPECIAL, SOURCE_VOCAB, (b, n + 1), generator=g)
+    target = torch.randint(N_SPECIAL, N_SPECIAL + 128, (b, n + 1), generator=g)
+    source[:, 0] = target[:, 0] = BOS_ID
+    return source, target
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_teacher_forcing_equals_cached_steps(shared):
+    net = network(shared)
+    source, target = pair(3, 12)
+    full = net(source, target)
+    memory = net.encode(source)
+    state, steps = net.new_state(memory), []
+    for t in range(target.shape[1]):
+        z, state = net.decode(target[:, t: t + 1], memory, None, state)
+        steps.append(z)
+    assert full.shape == (3, 13, net.config.target_vocab_size + (SOURCE_VOCAB - N_SPECIAL if shared else 0))
+    torch.testing.assert_close(torch.cat(steps, 1), full, rtol=0, atol=1e-10)
+    assert state.length == 13
+
+
+def test_a_state_branches():
+    net = network()
+    source, target = pair(1, 6)
+    memory = net.encode(source)
+    _, state = net.decode(target[:, :4], memory, None, net.new_state(memory))
+    a, _ = net.decode(target[:, 4:5], memory, None, state)
+    net.decode(target[:, 5:6], memory, None, state)  # another continuation of the same state
+    b, _ = net.decode(target[:, 4:5], memory, None, state)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_decoder_is_causal_by_gradient():
+    net = network()
+    source, target = pair(2, 10)
+    captured = {}
+
+    def keep(module, args, out):
+        out.retain_grad()
+        captured["x"] = out
+
+    hook = net.target_embed.register_forward_hook(keep)
+    try:
+        t = 5
+        net(source, target)[:, t].sum().backward()
+    finally:
+        hook.remove()
+    grad = captured["x"].grad.abs().sum(-1)  # (b, t)
+    assert (grad[:, t + 1:] == 0).all()
+    assert (grad[:, : t + 1] > 0).all()
+
+
+def test_source_padding_changes_nothing():
+    net = network()
+    source, target = pair(1, 9)
+    padded = torch.cat([source, torch.full((1, 5), PAD_ID)], 1)
+    padding = padded == PAD_ID
+    ref = net(source, target)
+    got = net(padded, target, source_padding=padding)
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-10)
+    padded[:, -5:] = 7  # whatever stands under the padding
+    torch.testing.assert_close(net(padded, target, source_padding=padding), ref, rtol=0, atol=1e-10)
+
+
+def test_window_plan_covers_every_note_centrally():
+    starts, owner = window_plan(10, 4, 2)
+    assert starts.tolist() == [0, 2, 4, 6]
+    # note i from the window where min(i - a, a + 3 - i) is largest, the earlier on a tie
+    assert starts[owner].tolist() == [0, 0, 0, 2, 2, 4, 4, 6, 6, 6]
+    for n in (1, 5, 17, 128, 129, 300):
+        starts, owner = window_plan(n, 128, 64)
+        a = starts[owner]
+        i = np.arange(n)
+        assert ((a <= i) & (i < a + 128)).all() and starts[-1] == max(0, n - 128)
+        inner = (i >= 32) & (i < n - 32)
+        assert (np.minimum(i - a, a + 127 - i)[inner] >= 31).all()
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_batched_equals_step_path_over_windows(cache):
+    model = VelocityModel(network(), stride=8, use_cache=cache)
+    rng = np.random.default_rng(0)
+    sources = [rng.integers(N_SPECIAL, SOURCE_VOCAB, n) for n in (40, 7)]
+    targets = [rng.integers(N_SPECIAL, N_SPECIAL + 128, len(s)) for s in sources]
+    batched = model.distributions(sources, targets)
+    for source, target, dist in zip(sources, targets, batched):
+        state, rows = model.start(source), []
+        for tok in target:
+            rows.append(model.predict(state))
+            state = model.observe(state, tok)
+        np.testing.assert_allclose(np.array(rows), dist, rtol=0, atol=1e-9)
+        assert np.allclose(dist.sum(1), 1) and (dist > 0).all()
+        assert dist[:, N_SPECIAL:].sum(1).min() > 1 - 1e-8  # all mass on velocities
+
+
+def test_cached_greedy_equals_uncached():
+    net = network(seed=3)
+    rng = np.random.default_rng(1)
+    sources = [rng.integers(N_SPECIAL, SOURCE_VOCAB, n) for n in (37, 16, 3)]
+    cached = VelocityModel(net, stride=8).logits(sources)
+    uncached = VelocityModel(net, stride=8, use_cache=False).logits(sources)
+    for a, b in zip(cached, uncached):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-9)
+        assert torch.equal(a.argmax(-1), b.argmax(-1))
+
+
+def test_config_is_validated():
+    from notelm.config import SettingsError
+
+    with pytest.raises(SettingsError, match="divisible"):
+        VelocityConfig(vocab_size=10, dim=30, n_heads=4)
+    with pytest.raises(SettingsError, match="dropout"):
+        VelocityConfig(vocab_size=10, dropout=1.5)
+    with pytest.raises(SettingsError, match="unknown"):
+        VelocityConfig.from_dict({"layers": 3})
+    assert VelocityConfig.from_dict(VelocityConfig(vocab_size=9).to_dict()) == VelocityConfig(vocab_size=9)
