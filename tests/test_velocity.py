@@ -139,3 +139,35 @@ def test_config_is_validated():
     with pytest.raises(SettingsError, match="unknown"):
         VelocityConfig.from_dict({"layers": 3})
     assert VelocityConfig.from_dict(VelocityConfig(vocab_size=9).to_dict()) == VelocityConfig(vocab_size=9)
+
+
+# ---- the source without velocity (note-tokens velocity_bins=0) -----------------------------------
+
+
+def _performance():
+    from notelm.pieces import Piece
+
+    return Piece(pitch=np.array([42, 60, 64, 67]), onset=np.array([0.0, 0.01, 1.0, 1.2]),
+                 duration=np.array([0.1, 0.3, 0.6, 0.2]), velocity=np.array([50, 70, 90, 20]), time_unit="second")
+
+
+def test_no_velocity_source_drops_only_the_velocity_bin():
+    from notelm.encodings import encoding_from_dict, get_encoding
+
+    piece = _performance()
+    three = get_encoding("note-tokens").fit([piece])
+    none = get_encoding("note-tokens", velocity_bins=0).fit([piece])
+    one = get_encoding("note-tokens", velocity_bins=1).fit([piece])
+    assert len(three.vocab) == 4 + 128 * 27  # the 3-bin vocabulary is as it was
+    assert three.vocab.ids(["42-0-1-0"])[0] == 4 + ((42 * 3 + 0) * 3 + 1) * 3 + 0
+    assert len(none.vocab) == 4 + 128 * 9 and none.tokens(piece)[0].count("-") == 2
+    assert np.array_equal(none.encode(piece), one.encode(piece))
+    assert [t.rsplit("-", 1)[0] for t in three.tokens(piece)] == none.tokens(piece)
+    src, tgt = none.encode_pair(piece)
+    assert none.target_vocab.tokens(tgt) == ["50", "70", "90", "20"]  # targets stay exact
+    assert set(none.decode(src).velocity.tolist()) == {64}
+    assert none.decode_pair(src, tgt).velocity.tolist() == [50, 70, 90, 20]
+    flat = piece.with_notes(velocity=np.full(4, 100))
+    assert np.array_equal(none.encode(flat), none.encode(piece))  # velocities leave no trace
+    again = encoding_from_dict(none.to_dict())
+    assert np.array_equal(again.encode(piece), src) and again.config.velocity_bins == 0
