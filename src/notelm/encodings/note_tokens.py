@@ -201,6 +201,11 @@ class NoteTokensEncoding(Encoding):
         pitch, dst = np.divmod(rest, cfg.dstart_bins)
         return pitch, np.stack([dst, dur, vel], axis=1)
 
+    def unpack(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pitch (n,) and the (n, 3) dstart, duration and velocity bins of content ids (a
+        source without velocity has velocity bin 0 everywhere)."""
+        return self._unpack(np.asarray(ids, dtype=np.int64))
+
     def encode(self, piece: Piece) -> np.ndarray:
         """Source ids, one per note: int64 (n,)."""
         pitch, bins, _ = self.bins(piece)
