@@ -171,3 +171,16 @@ def test_no_velocity_source_drops_only_the_velocity_bin():
     assert np.array_equal(none.encode(flat), none.encode(piece))  # velocities leave no trace
     again = encoding_from_dict(none.to_dict())
     assert np.array_equal(again.encode(piece), src) and again.config.velocity_bins == 0
+
+
+def test_sampling_is_reproducible_and_greedy_is_temperature_zero():
+    model = VelocityModel(network(seed=4), stride=8)
+    rng = np.random.default_rng(2)
+    sources = [rng.integers(N_SPECIAL, SOURCE_VOCAB, n) for n in (30, 5)]
+    a = model.sample_velocities(sources, seed=1)
+    b = model.sample_velocities(sources, seed=1)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert all(((x >= 0) & (x < 128)).all() and len(x) == len(s) for x, s in zip(a, sources))
+    greedy = model.sample_velocities(sources, temperature=0)
+    argmax = [z[:, N_SPECIAL:N_SPECIAL + 128].argmax(-1).numpy() for z in model.logits(sources)]
+    assert all(np.array_equal(x, y) for x, y in zip(greedy, argmax))

@@ -374,9 +374,27 @@ class VelocityModel(ConditionalModel):
                batch_size: int = 64, progress: Any = None) -> list[torch.Tensor]:
         """Per piece, the logits (n, alphabet) before each note: teacher-forced on ``targets``,
         or (targets None) greedy decoding, each window on its own from CLS. Windows batched."""
+        return self._run(sources, targets, batch_size=batch_size, progress=progress)[0]
+
+    @torch.inference_mode()
+    def sample_velocities(self, sources: Sequence[Sequence[int]], *, temperature: float = 1.0,
+                          seed: int | None = 0, batch_size: int = 64, progress: Any = None) -> list[np.ndarray]:
+        """Velocities 0..127 (n,) per piece, decoded note by note in each window: sampled at
+        ``temperature`` (reproducible with ``seed``), or the most probable (temperature 0)."""
+        if temperature < 0:
+            raise NotelmError(f"temperature must be >= 0; got {temperature}")
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**63))
+        chosen = self._run(sources, None, batch_size=batch_size, progress=progress,
+                           temperature=temperature, generator=generator)[1]
+        return [c - N_SPECIAL for c in chosen]
+
+    def _run(self, sources, targets, *, batch_size: int, progress: Any, temperature: float = 0.0,
+             generator: torch.Generator | None = None) -> tuple[list[torch.Tensor], list[np.ndarray]]:
         srcs = [np.asarray(s, dtype=np.int64).reshape(-1) for s in sources]
         tgts = None if targets is None else [np.asarray(t, dtype=np.int64).reshape(-1) for t in targets]
         out = [torch.empty(len(s), self.alphabet_size, dtype=torch.float64) for s in srcs]
+        chosen = [np.zeros(len(s), dtype=np.int64) for s in srcs]
         jobs = self._windows(srcs)
         for k in range(0, len(jobs), batch_size):
             batch = jobs[k: k + batch_size]
@@ -384,22 +402,27 @@ class VelocityModel(ConditionalModel):
             memory = self.network.encode(source, padding)
             if tgts is not None:
                 target_in = self._batch([tgts[p][a: a + m - 1] for p, a, m, _ in batch])[0]
-                z = self.network.decode(target_in, memory, padding)[0]
+                z, picks = self.network.decode(target_in, memory, padding)[0], None
             else:
-                z = self.greedy(memory, padding, max(m for _, _, m, _ in batch))
+                z, picks = self.free_run(memory, padding, max(m for _, _, m, _ in batch),
+                                         temperature=temperature, generator=generator)
             for r, (p, a, _, owned) in enumerate(batch):
                 out[p][owned] = z[r, owned - a, : self.alphabet_size].to(torch.float64).cpu()
+                if picks is not None:
+                    chosen[p][owned] = picks[r, owned - a].cpu().numpy()
             if progress is not None:
                 progress(sum(len(o) for *_, o in batch))
-        return out
+        return out, chosen
 
-    def greedy(self, memory: torch.Tensor, padding: torch.Tensor, steps: int) -> torch.Tensor:
-        """Greedy decoding of ``steps`` velocities for a batch of encoded windows: the logits
-        (b, steps, v) at every step, each step fed the previous argmax velocity."""
+    def free_run(self, memory: torch.Tensor, padding: torch.Tensor, steps: int, *, temperature: float = 0.0,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode ``steps`` velocities for a batch of encoded windows, each step fed the previous
+        choice: the logits (b, steps, v) at every step and the chosen target ids (b, steps):
+        the most probable velocity (temperature 0: greedy) or one sampled at ``temperature``."""
         b = memory.shape[0]
         token = torch.full((b, 1), BOS_ID, dtype=torch.long, device=self.device)
         state = self.network.new_state(memory) if self.use_cache else None
-        history, rows = token, []
+        history, rows, picks = token, [], []
         for _ in range(steps):
             if self.use_cache:
                 z, state = self.network.decode(token, memory, padding, state)
@@ -407,10 +430,14 @@ class VelocityModel(ConditionalModel):
                 z, _ = self.network.decode(history, memory, padding)
             z = z[:, -1]
             rows.append(z)
-            v = z[:, : self.alphabet_size].masked_fill(~self._velocity, float("-inf")).argmax(-1, keepdim=True)
-            token = v
-            history = torch.cat([history, v], dim=1)
-        return torch.stack(rows, dim=1)
+            v = z[:, : self.alphabet_size].masked_fill(~self._velocity, float("-inf"))
+            if temperature == 0:
+                token = v.argmax(-1, keepdim=True)
+            else:
+                token = torch.multinomial(torch.softmax(v.double() / temperature, -1), 1, generator=generator)
+            picks.append(token[:, 0])
+            history = torch.cat([history, token], dim=1)
+        return torch.stack(rows, dim=1), torch.stack(picks, dim=1)
 
     def distributions(self, sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]) -> list[np.ndarray]:
         """Teacher-forced distributions before every note, from each note's window."""
