@@ -14,6 +14,15 @@ from notelm.models.seq2seq import PRESETS, Seq2Seq, VelocityConfig, VelocityMode
 SOURCE_VOCAB = N_SPECIAL + 40
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks run fastest on one thread (and far faster on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def network(shared: bool = False, seed: int = 0) -> Seq2Seq:
     torch.manual_seed(seed)
     config = VelocityConfig.from_dict({**PRESETS["debug"]["model"], "vocab_size": SOURCE_VOCAB, "shared_vocab": shared})
