@@ -60,6 +60,8 @@ def predict_velocities(model: Any, encoding: Any, piece: Piece, *, temperature: 
     source = encoding.encode(piece)
     if len(source) != len(piece):
         raise NotelmError(f"{piece.meta.id or 'piece'}: {len(piece)} notes but {len(source)} source tokens")
+    if progress is not None and hasattr(progress, "total"):
+        progress.total = len(source)
     chosen = model.sample_velocities([source], temperature=temperature, seed=seed, progress=progress)[0]
     return np.clip(chosen, 1, 127).astype(np.int64)
 
@@ -228,3 +230,60 @@ def humanize_folder(folder: Path, out: Path, model: Any, encoding: Any, *,
         if on_file:
             on_file(path, written, None)
     return done, skipped
+
+
+# ---- the entry point behind `notelm humanize` --------------------------------------------------------
+
+DEFAULT_OUT = Path("notelm-runs") / "humanize"
+
+
+def load_humanizer(spec: str | Path) -> tuple[Any, Any]:
+    """The `VelocityModel` and encoding of a velocity run (a directory or ``builtin:NAME``)."""
+    import torch
+
+    from notelm.runs import open_run
+
+    run = open_run(spec)
+    if run.model_name != "velocity":
+        raise NotelmError(f"{spec}: a {run.model_name} run, not a velocity model "
+                          "(humanize needs one made by `notelm train velocity`, or builtin:velocity)")
+    return run.model(dtype=torch.float32), run.encoding()
+
+
+def default_out(source: Path) -> Path:
+    """notelm-runs/humanize/NAME.mid for a file, notelm-runs/humanize/NAME/ for a folder."""
+    return DEFAULT_OUT / (source.name if source.is_dir() else f"{source.stem}.mid")
+
+
+def humanize(source: str | Path, out: str | Path | None = None, *, model: str | Path = "builtin:velocity",
+             wav: bool = False, png: bool = False, seed: int | None = 0, temperature: float = 1.0,
+             force: bool = False, soundfont: Path | None = None, progress: Callable[[int, int], None] | None = None,
+             on_file: Callable | None = None) -> tuple[list[Humanized], list[tuple[Path, str]]]:
+    """Humanize a file or a folder (see the module docstring); returns what was written and,
+    for a folder, the files skipped with their reasons. ``progress(done, total)``: notes."""
+    source = Path(source)
+    if not source.exists():
+        raise ReadError(source, "no such file or folder")
+    out = Path(out) if out is not None else default_out(source)
+    if temperature < 0:
+        raise NotelmError(f"--temperature must be >= 0; got {temperature}")
+    net, encoding = load_humanizer(model)
+    options = {"seed": seed, "temperature": temperature, "force": force, "wav": wav, "png": png, "soundfont": soundfont}
+    if source.is_dir():
+        return humanize_folder(source, out, net, encoding, on_file=on_file, **options)
+    if out.suffix.lower() not in MIDI_SUFFIXES:
+        raise NotelmError(f"--out {out}: a MIDI file (.mid) is written for a file")
+    counter = _Counter(progress)
+    return humanize_file(source, out, net, encoding, progress=counter, **options), []
+
+
+class _Counter:
+    """Turns the model's ``progress(notes_done_now)`` into ``progress(done, total)``."""
+
+    def __init__(self, progress: Callable[[int, int], None] | None) -> None:
+        self.progress, self.done, self.total = progress, 0, None
+
+    def __call__(self, k: int) -> None:
+        self.done += k
+        if self.progress:
+            self.progress(self.done, self.total)
