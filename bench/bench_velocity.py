@@ -13,6 +13,8 @@ Rows:
   process, one thread, for every row; widths ``ABLATION_WIDTHS`` for both T5 and ours (the
   compared width costs ~4 s a step on this CPU: 7 rows of it do not fit). T5 is
   ``bench/peers/t5.py`` (transformers' T5 from a config, one shared vocabulary, tied output).
+  The CPU is shared by several people (a row gets about a third of a core), so the ablation is
+  small: d 64, 2 + 2 layers, 1,500 steps, Noam's warmup 1,000.
   Ours is `notelm.models.seq2seq.Seq2Seq` trained by `train_ours`, the same loop as
   ``peers.t5.train_steps`` (Adam (0.9, 0.98, eps 1e-9) and Noam, or the seed's constant rate).
 - ``runs``: run directories made by ``notelm train velocity`` (``bench/velocity_runs.sh``),
@@ -47,10 +49,10 @@ RESULTS = HERE / "results"
 ROWS = RESULTS / "velocity-rows"
 
 WINDOW, STEP, EVAL_STRIDE, BATCH = 128, 42, 64, 16
-ABLATION_STEPS = 2000
-ABLATION_WIDTHS = {"dim": 128, "n_layers": 2, "n_heads": 4, "ff": 512}
-ABLATION_WARMUP = 800  # Noam's warmup for the ablation rows (4,000 would not end within the steps)
-T5_WIDTHS = {"d_model": 128, "num_layers": 2, "num_heads": 4, "d_kv": 32, "d_ff": 512, "dropout_rate": 0.1}
+ABLATION_STEPS = 1500
+ABLATION_WIDTHS = {"dim": 64, "n_layers": 2, "n_heads": 4, "ff": 256}
+ABLATION_WARMUP = 1000  # Noam's warmup for the ablation rows (4,000 would not end within the steps)
+T5_WIDTHS = {"d_model": 64, "num_layers": 2, "num_heads": 4, "d_kv": 16, "d_ff": 256, "dropout_rate": 0.1}
 
 # name -> (family, schedule, label smoothing, shared vocabulary)
 ABLATION: dict[str, tuple[str, str, float, bool]] = {
