@@ -1,0 +1,107 @@
+"""Speed of velocity decoding: cached against the original's uncached greedy decode, and a
+10-minute MAESTRO performance through ``notelm humanize`` end to end (issue 11's goals: >= 10x,
+and under 10 s on 2 cores with the built-in model).
+
+1. Notes per second of greedy decoding of the same windows by the same model (the built-in
+   ``velocity``), once with the decoder's KV cache and cross-attention keys computed once per
+   window (`VelocityModel`, ``use_cache=True``), once recomputing the whole decoder for every
+   note as midi-translation's ``utils.py`` ``greedy_decode`` does (``use_cache=False``); both
+   batch the windows the same way, so the figure isolates the cache. The two must choose the
+   same velocities.
+2. Wall time of ``notelm humanize FILE --out OUT.mid`` as a fresh process (Python start, imports,
+   reading, predicting, writing) on this 2-core machine, for a 607-second test-split
+   performance (the model predicts on one thread: `VelocityModel`'s default).
+
+    python bench/bench_velocity_speed.py            # writes bench/results/velocity-speed.json
+    python bench/bench_velocity_speed.py --smoke    # a tiny random model, writes nothing
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).parent
+ROOT = Path(os.environ.get("NOTELM_SHARED", HERE.parent.parent / "shared")) / "data" / "maestro-mini"
+TEN_MINUTES = "2008/MIDI-Unprocessed_04_R3_2008_01-07_ORIG_MID--AUDIO_04_R3_2008_wav--7.midi"  # test split, 607 s
+
+
+def decode_speed(model_spec: str, notes: int, smoke: bool = False) -> dict:
+    from notelm.humanize import load_humanizer, midi_notes
+    from notelm.models.seq2seq import VelocityModel
+
+    import symusic
+
+    if smoke:
+        from notelm.encodings import get_encoding
+        from notelm.models.seq2seq import PRESETS, Seq2Seq, VelocityConfig
+
+        enc = get_encoding("note-tokens", velocity_bins=0)
+        net = Seq2Seq(VelocityConfig.from_dict({**PRESETS["debug"]["model"], "vocab_size": len(enc.vocab)}))
+        piece, _ = midi_notes(symusic.Score(str(ROOT / TEN_MINUTES)))
+        enc.fit([piece])
+    else:
+        model, enc = load_humanizer(model_spec)
+        net = model.network
+        piece, _ = midi_notes(symusic.Score(str(ROOT / TEN_MINUTES)))
+    source = enc.encode(piece)[:notes]
+    out = {"model": model_spec if not smoke else "debug (random)", "notes": int(len(source)), "threads": 1}
+    chosen = {}
+    for name, cached in (("cached", True), ("uncached", False)):
+        m = VelocityModel(net, dtype=torch.float32, use_cache=cached)
+        t0 = time.perf_counter()
+        chosen[name] = m.sample_velocities([source], temperature=0)[0]
+        secs = time.perf_counter() - t0
+        out[f"{name}_seconds"] = secs
+        out[f"{name}_notes_per_s"] = len(source) / secs
+    out["speedup"] = out["cached_notes_per_s"] / out["uncached_notes_per_s"]
+    out["same_velocities"] = bool(np.array_equal(chosen["cached"], chosen["uncached"]))
+    return out
+
+
+def humanize_wall(model_spec: str) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "notelm", "humanize", str(ROOT / TEN_MINUTES), "--out", f"{tmp}/out.mid",
+               "--model", model_spec, "--json"]
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        secs = time.perf_counter() - t0
+        if r.returncode:
+            raise SystemExit(r.stderr)
+        notes = json.loads(r.stdout)["written"][0]["notes"]
+    return {"seconds": secs, "notes": notes, "performance_seconds": 607.5, "command": " ".join(cmd[1:])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="builtin:velocity")
+    parser.add_argument("--notes", type=int, default=2000, help="notes decoded each way (the uncached way is slow)")
+    parser.add_argument("--smoke", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    from notelm.benchmarks import machine
+
+    result = {"load_average_before": os.getloadavg(),
+              "decode": decode_speed(args.model, 200 if args.smoke else args.notes, smoke=args.smoke)}
+    if not args.smoke:
+        result["humanize_ten_minutes"] = humanize_wall(args.model)
+    result["machine"] = machine()
+    print(json.dumps(result, indent=2))
+    if not args.smoke:
+        path = HERE / "results" / "velocity-speed.json"
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    main()
