@@ -221,8 +221,15 @@ class NeuralModel(SequenceModel):
 
 
 def neural_model(name: str, network: nn.Module, **options: Any) -> NeuralModel:
-    """The `NeuralModel` of a network of family ``name`` (windowed families get their context)."""
-    context = network.config.context if network_spec(name).windowed else None
+    """The model of a network of family ``name``: its record's ``model`` class when it names one
+    (a sequence-to-sequence family's `ConditionalModel`), else a `NeuralModel` (windowed
+    families get their context)."""
+    record = network_spec(name)
+    if record.model:
+        from notelm.models.registry import resolve
+
+        return resolve(record.model)(network, **options)
+    context = network.config.context if record.windowed else None
     return NeuralModel(network, context=context, **options)
 
 

@@ -5,7 +5,8 @@ A record says what kind of model it is, where its parts live and how it is descr
 - kind ``"counting"``: built in one pass over the training split (ppm, markov, repetition);
   ``settings`` turns ``--set model.*`` values into the saved config and ``build`` makes the
   untrained model over ``symbols`` from it (`notelm.models.symbolic`).
-- kind ``"lm"``: a next-token network trained by the language-model task;
+- kind ``"lm"``: a next-token network trained by the language-model task (turned into a
+  `SequenceModel` by `notelm.models.neural.NeuralModel`, or by ``model`` when given);
   ``"seq2seq"``: a source -> target network trained with teacher forcing;
   ``"segments"``: a network trained on consecutive segments of a piece, its state carried
   from one to the next (`notelm.training.tasks`). ``config`` is its frozen config class,
@@ -49,6 +50,7 @@ class ModelSpec:
     width: str = "dim"
     settings: str = ""  # counting models: --set values -> saved config
     build: str = ""  # counting models: (saved config, symbols) -> model
+    model: str = ""  # neural models: the model interface around a trained network (default NeuralModel)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -76,7 +78,7 @@ class ModelSpec:
 
 
 _T, _L, _D = "notelm.models.transformer", "notelm.models.lstm", "notelm.models.dstm"
-_S = "notelm.models.symbolic"
+_S, _V = "notelm.models.symbolic", "notelm.models.seq2seq"
 SPECS: tuple[ModelSpec, ...] = (
     ModelSpec("ppm", "counting", "PPM as IDyOM defines it (LTM, LTM+, STM, or LTM with STM), smoothed down to order -1",
               settings=f"{_S}:ppm_settings", build=f"{_S}:build_ppm"),
@@ -94,6 +96,8 @@ SPECS: tuple[ModelSpec, ...] = (
               f"{_D}:DCSTMConfig", f"{_D}:DSTM", f"{_D}:DSTM_PRESETS", width="filters"),
     ModelSpec("wavenet", "lm", "causal dilated convolutions (WaveNet-style long-term model)",
               f"{_D}:WaveNetConfig", f"{_D}:WaveNet", f"{_D}:WAVENET_PRESETS", width="filters"),
+    ModelSpec("velocity", "seq2seq", "midi-translation's encoder-decoder: note tokens -> exact velocities (humanize)",
+              f"{_V}:VelocityConfig", f"{_V}:Seq2Seq", f"{_V}:PRESETS", windowed=True, model=f"{_V}:VelocityModel"),
 )
 REGISTRY: dict[str, ModelSpec] = {s.name: s for s in SPECS}
 

@@ -85,19 +85,20 @@ class VelocityConfig(Config):
             raise SettingsError(f"velocity: dropout must be in [0, 1); got {self.dropout!r}")
         if not isinstance(self.shared_vocab, bool):
             raise SettingsError(f"velocity: shared_vocab must be true or false; got {self.shared_vocab!r}")
-        if self.target_vocab_size <= N_SPECIAL:
-            raise SettingsError("velocity: target_vocab_size must exceed the 4 special tokens")
+        if self.target_vocab_size != TARGET_VOCAB:
+            raise SettingsError(f"velocity: target_vocab_size must be {TARGET_VOCAB} (4 specials + 128 velocities, "
+                                f"note-tokens' targets); got {self.target_vocab_size}")
 
 
 # Training as the original (training_utils.py): Adam (0.9, 0.98, eps 1e-9), Noam factor 1 with
 # warmup 4,000, label smoothing 0.1, batch 16. "small" keeps the recipe and shortens the warmup:
 # at ~2 steps/s on 2 CPU cores an hour is ~6,000 steps, and a 4,000-step warmup would spend most
 # of it below the peak rate.
-_ORIGINAL = {"batch_size": 16, "optimizer": "adam", "betas": (0.9, 0.98), "lr": 1.0, "schedule": "noam",
-             "warmup_steps": 4000, "label_smoothing": 0.1, "grad_clip": None}
+_ORIGINAL = {"batch_size": 16, "optimizer": "adam", "betas": (0.9, 0.98), "eps": 1e-9, "lr": 1.0, "schedule": "noam",
+             "warmup_steps": 4000, "label_smoothing": 0.1, "grad_clip": None, "window_step": 42}
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "debug": {"model": {"dim": 16, "n_layers": 2, "n_heads": 2, "ff": 32, "dropout": 0.0, "context": 16},
-              "train": {**_ORIGINAL, "batch_size": 4, "warmup_steps": 20}},
+              "train": {**_ORIGINAL, "batch_size": 4, "warmup_steps": 20, "window_step": 6}},
     "small": {"model": {"dim": 128, "n_layers": 2, "n_heads": 4, "ff": 512, "dropout": 0.1},
               "train": {**_ORIGINAL, "lr": 2.0, "warmup_steps": 1000}},
     "compared": {"model": {"dim": 256, "n_layers": 4, "n_heads": 4, "ff": 1024, "dropout": 0.1}, "train": _ORIGINAL},
@@ -203,6 +204,15 @@ class Seq2Seq(nn.Module):
         x = table(ids) * math.sqrt(c.dim)
         pos = torch.arange(start, start + ids.shape[1], device=ids.device)
         return self.drop(x + sinusoid(pos, c.dim, x.dtype))
+
+    def allowed_targets(self) -> torch.Tensor:
+        """(v,) bool over the logits' columns: what the loss is over (`notelm.training.tasks`).
+        The velocities; with a shared vocabulary also every source token, as in T5, where the
+        softmax runs over the whole vocabulary."""
+        c = self.config
+        mask = torch.ones(c.target_vocab_size + (c.vocab_size - N_SPECIAL if c.shared_vocab else 0), dtype=torch.bool)
+        mask[:N_SPECIAL] = False  # PAD BOS EOS UNK: a target is always a velocity
+        return mask
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
         h = self.decoder_norm(h)
