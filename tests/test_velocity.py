@@ -193,3 +193,16 @@ def test_sampling_is_reproducible_and_greedy_is_temperature_zero():
     greedy = model.sample_velocities(sources, temperature=0)
     argmax = [z[:, N_SPECIAL:N_SPECIAL + 128].argmax(-1).numpy() for z in model.logits(sources)]
     assert all(np.array_equal(x, y) for x, y in zip(greedy, argmax))
+
+
+def test_bins_sets_all_three_counts():
+    from notelm.config import SettingsError
+    from notelm.encodings import encoding_from_dict, get_encoding
+    from notelm.training.config import parse_set
+
+    enc = get_encoding("note-tokens", **parse_set(["encoding.bins=5,5,3"])["encoding"])
+    assert (enc.config.dstart_bins, enc.config.duration_bins, enc.config.velocity_bins) == (5, 5, 3)
+    assert len(enc.vocab) == 4 + 128 * 75
+    assert encoding_from_dict(enc.to_dict()).config == enc.config
+    with pytest.raises(SettingsError, match="three counts"):
+        get_encoding("note-tokens", bins="5,5")

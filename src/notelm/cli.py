@@ -419,6 +419,15 @@ def evaluate(
     if as_json:
         print(json.dumps(r, indent=2))
         return
+    if "rows" in r:  # a velocity run: its figures and its baselines' in one table
+        table = Table("model", "MAE teacher-forced", "MAE greedy", "MAE expected", "Pearson", "std ratio",
+                      title=f"{r['model']} ({run}, {r['variant']}) on {corpus} {split}: {r['pieces']} pieces, "
+                            f"{r['notes']:,} notes; baselines {r['baselines']}")
+        for row in r["rows"]:
+            table.add_row(row["model"], *(f"{row[k] + 0.0:.3f}" for k in ("mae_teacher_forced", "mae_greedy", "mae_expected",
+                                                                     "pearson", "std_ratio")))
+        out.print(table)
+        return
     table = Table(title=f"{r['model']} ({run}) on {corpus} {split}", show_header=False)
     table.add_row(r["unit"], f"{r['bits_per_event']:.4f}")
     table.add_row("accuracy (argmax)", f"{r['accuracy']:.4f}")

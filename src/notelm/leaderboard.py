@@ -44,6 +44,10 @@ def evaluate_run(run: str | Path, *, corpus: str, root: str | Path | None = None
     from notelm.training.data import encode_pieces
 
     r = open_run(run)
+    if r.kind == "seq2seq":  # velocities: MAE, correlation and spread against baselines
+        from notelm.velocity import evaluate_velocity_run
+
+        return evaluate_velocity_run(r, corpus=corpus, root=root, split=split)
     encoding = r.encoding()
     model = r.model()
     c = load_corpus(corpus, root)

@@ -155,3 +155,65 @@ def pairs(encoding: Any, pieces: Sequence[Any]) -> tuple[list[np.ndarray], list[
             targets.append(t)
             kept.append(i)
     return sources, targets, kept
+
+
+# ---- a velocity run on a corpus split (`notelm evaluate`) ---------------------------------------------
+
+
+def run_baselines(run: Any) -> Baselines | None:
+    """The baselines of a velocity run, fitted on the training split it was trained on: stored
+    in its metrics.json (``velocity_baselines``, as the built-in models carry them) or fitted
+    now from its encoded training data (``data/``); None when it has neither."""
+    from notelm.training.data import PairArray
+
+    stored = run.metrics.get("velocity_baselines")
+    if isinstance(stored, dict):
+        median = stored.get("bin_median")
+        return Baselines(float(stored["mean"]), np.asarray(stored["pitch_mean"], dtype=np.float64),
+                         None if median is None else np.asarray(median, dtype=np.float64))
+    if not (run.path / "data" / "train-source.npy").is_file():
+        return None
+    data = PairArray(run.path / "data", "train")
+    pieces = [data.piece(i) for i in range(len(data))]
+    return Baselines.fit(run.encoding(), [s for s, _ in pieces], [t for _, t in pieces])
+
+
+def baselines_dict(base: Baselines) -> dict[str, Any]:
+    """JSON form of fitted baselines (for a run's metrics.json)."""
+    return {"mean": base.mean, "pitch_mean": base.pitch_mean.tolist(),
+            "bin_median": None if base.bin_median is None else base.bin_median.tolist()}
+
+
+def evaluate_velocity_run(run: str | Any, *, corpus: str, root: Any = None, split: str = "test",
+                          progress: Any = None) -> dict[str, Any]:
+    """The figures of a velocity run and of its baselines on a corpus split: a JSON-ready dict
+    whose ``rows`` hold one row per model (the run first), each with the `FIGURES`."""
+    import torch
+
+    from notelm.corpora import load_corpus
+    from notelm.runs import open_run
+
+    r = open_run(run) if not hasattr(run, "config") else run
+    encoding = r.encoding()
+    model = r.model(dtype=torch.float32)
+    c = load_corpus(corpus, root)
+    pieces = c.split(split)
+    sources, targets, kept = pairs(encoding, pieces)
+    if not sources:
+        from notelm.errors import NotelmError
+
+        raise NotelmError(f"{corpus} {split}: no piece the run's encoding can represent")
+    variant = "velocity-bins" if encoding.config.velocity_bins > 0 else "no-velocity"
+    figures = evaluate_velocity(model, sources, targets, progress=progress)
+    rows = [{"model": r.name, **{k: figures[k] for k in FIGURES}}]
+    base = run_baselines(r)
+    for name in base.names() if base is not None else []:
+        f = base.figures(name, encoding, sources, targets)
+        rows.append({"model": name, **{k: f[k] for k in FIGURES}})
+    return {"run": str(r.path), "model": r.model_name, "preset": r.config["model"].get("preset"),
+            "encoding": encoding.name, "variant": variant, "corpus": corpus, "split": split,
+            "pieces": len(sources), "skipped": len(pieces) - len(kept), "notes": figures["notes"],
+            "rows": rows, "baselines": "fitted on the run's training split" if base is not None else
+            "none (the run carries neither its training data nor stored baselines)",
+            "parameters": r.metrics.get("parameters"), "train_seconds": r.metrics.get("train_seconds"),
+            "global_step": r.metrics.get("global_step")}

@@ -59,15 +59,28 @@ class NoteTokensConfig(EncodingConfig):
     """dstart_bins / duration_bins / velocity_bins: bins of each (midi-translation used 3;
     velocity_bins 0: no velocity in the source, the humanizer's variant).
     sustain: fold the sustain pedal into note ends first (as midi-translation's MAESTRO data).
-    dstart: "next" (time to the next note's start, the source's code) or "previous"."""
+    dstart: "next" (time to the next note's start, the source's code) or "previous".
+    bins: the three bin counts at once, dstart, duration, velocity (``--set encoding.bins=5,5,3``,
+    the compared run's); it sets the three fields and is not kept itself."""
 
     dstart_bins: int = 3
     duration_bins: int = 3
     velocity_bins: int = 3
     sustain: bool = True
     dstart: str = "next"
+    bins: tuple[int, int, int] | str | None = None
 
     def __post_init__(self) -> None:
+        if self.bins is not None:
+            given = self.bins.split(",") if isinstance(self.bins, str) else list(self.bins)
+            try:
+                counts = [int(str(v).strip()) for v in given]
+            except ValueError:
+                counts = []
+            self.require(len(counts) == 3, f"bins must be three counts, dstart,duration,velocity (e.g. 5,5,3); got {self.bins!r}")
+            for name, k in zip(("dstart_bins", "duration_bins", "velocity_bins"), counts):
+                object.__setattr__(self, name, k)
+            object.__setattr__(self, "bins", None)
         for name in ("dstart_bins", "duration_bins", "velocity_bins"):
             self.require_type(name, int)
             low = 0 if name == "velocity_bins" else 1  # 0 velocity bins: the source carries no velocity
@@ -76,7 +89,7 @@ class NoteTokensConfig(EncodingConfig):
         self.require_type("sustain", bool)
         self.require(self.dstart in ("next", "previous"), f"dstart must be 'next' or 'previous'; got {self.dstart!r}")
 
-    def bins(self, key: str) -> int:
+    def count(self, key: str) -> int:
         """Bins of ``key`` as the ids count them (no velocity bins count as one)."""
         return max(1, getattr(self, f"{key}_bins"))
 
@@ -191,13 +204,13 @@ class NoteTokensEncoding(Encoding):
 
     def _ids(self, pitch: np.ndarray, bins: np.ndarray) -> np.ndarray:
         cfg = self.config
-        d, u, v = cfg.dstart_bins, cfg.duration_bins, cfg.bins("velocity")
+        d, u, v = cfg.dstart_bins, cfg.duration_bins, cfg.count("velocity")
         return N_SPECIAL + ((pitch * d + bins[:, 0]) * u + bins[:, 1]) * v + bins[:, 2]
 
     def _unpack(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
         rest = ids - N_SPECIAL
-        rest, vel = np.divmod(rest, cfg.bins("velocity"))
+        rest, vel = np.divmod(rest, cfg.count("velocity"))
         rest, dur = np.divmod(rest, cfg.duration_bins)
         pitch, dst = np.divmod(rest, cfg.dstart_bins)
         return pitch, np.stack([dst, dur, vel], axis=1)
@@ -258,7 +271,7 @@ class NoteTokensEncoding(Encoding):
             raise EncodingError("no notes to fit the bins on")
         if not len(joined["dstart"]):  # one-note pieces only: no gaps seen
             joined["dstart"] = np.zeros(1)
-        self.load_state({"edges": {k: fit_edges(joined[k], k, self.config.bins(k)).tolist() for k in KEYS}}, self.vocab)
+        self.load_state({"edges": {k: fit_edges(joined[k], k, self.config.count(k)).tolist() for k in KEYS}}, self.vocab)
         return self
 
     def state_dict(self) -> dict[str, Any]:
