@@ -185,9 +185,10 @@ def baselines_dict(base: Baselines) -> dict[str, Any]:
 
 
 def evaluate_velocity_run(run: str | Any, *, corpus: str, root: Any = None, split: str = "test",
-                          progress: Any = None) -> dict[str, Any]:
+                          progress: Any = None, notes_per_piece: int | None = None) -> dict[str, Any]:
     """The figures of a velocity run and of its baselines on a corpus split: a JSON-ready dict
-    whose ``rows`` hold one row per model (the run first), each with the `FIGURES`."""
+    whose ``rows`` hold one row per model (the run first), each with the `FIGURES`.
+    ``notes_per_piece``: only the first so many notes of each piece (a quick look)."""
     import torch
 
     from notelm.corpora import load_corpus
@@ -199,6 +200,8 @@ def evaluate_velocity_run(run: str | Any, *, corpus: str, root: Any = None, spli
     c = load_corpus(corpus, root)
     pieces = c.split(split)
     sources, targets, kept = pairs(encoding, pieces)
+    if notes_per_piece:
+        sources, targets = [s[:notes_per_piece] for s in sources], [t[:notes_per_piece] for t in targets]
     if not sources:
         from notelm.errors import NotelmError
 
