@@ -146,3 +146,54 @@ def test_folder_batch_skips_and_never_writes_inside(fitted, tmp_path):
         humanize_folder(folder, folder / "out", model, enc)
     done, skipped = humanize_folder(folder, tmp_path / "humanized", model, enc)  # again: outputs exist
     assert not done and len(skipped) == 2 and any("--force" in why for _, why in skipped)
+
+
+# ---- the command line, with the built-in humanizer ---------------------------------------------------
+
+
+def cli(*args):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "notelm", "humanize", *map(str, args)], capture_output=True,
+                          text=True, env=os.environ.copy(), timeout=300)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (FIXTURES / "broken" / "corrupt.mid", "not a readable MIDI file"),
+    ("EMPTY", "not a readable MIDI file"),
+    ("MISSING", "no such file"),
+])
+def test_cli_bad_input_is_one_line(bad, message, tmp_path):
+    if bad == "EMPTY":
+        bad = tmp_path / "empty.mid"
+        bad.write_bytes(b"")
+    elif bad == "MISSING":
+        bad = tmp_path / "missing.mid"
+    r = cli(bad, "--out", tmp_path / "o.mid")
+    assert r.returncode == 1 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "o.mid").exists()
+
+
+def test_cli_refuses_a_run_of_another_family(tmp_path):
+    from pathlib import Path
+
+    run = Path(__file__).parent.parent / "bench" / "runs" / "dstm-oneills" / "ccstm-32"
+    r = cli(FIXTURES / "tiny.krn", "--model", run, "--out", tmp_path / "o.mid")
+    assert r.returncode == 1 and "not a velocity model" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_builtin_humanizes_a_flat_file(tmp_path):
+    import json
+
+    path = make_midi(tmp_path / "flat.mid", n=200)
+    r = cli(path, "--out", tmp_path / "out.mid", "--json")
+    assert r.returncode == 0, r.stderr
+    [written] = json.loads(r.stdout)["written"]
+    assert written["notes"] == 400
+    after = pretty_midi.PrettyMIDI(str(tmp_path / "out.mid"))
+    piano = [n.velocity for i in after.instruments if not i.is_drum for n in i.notes]
+    assert len(piano) == 400 and np.std(piano) > 3  # flat in, varied out
+    r = cli(path, "--out", tmp_path / "out.mid")
+    assert r.returncode == 1 and "--force" in r.stderr
