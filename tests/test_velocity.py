@@ -206,3 +206,40 @@ def test_bins_sets_all_three_counts():
     assert encoding_from_dict(enc.to_dict()).config == enc.config
     with pytest.raises(SettingsError, match="three counts"):
         get_encoding("note-tokens", bins="5,5")
+
+
+# ---- through the engine: notelm train velocity, open_run, evaluate ---------------------------------
+
+
+def test_train_evaluate_and_humanize_a_velocity_run(tmp_path):
+    import symusic
+
+    from notelm.humanize import humanize
+    from notelm.leaderboard import evaluate_run
+    from notelm.models.base import ConditionalModel
+    from notelm.runs import open_run
+    from notelm.training import train
+
+    folder = tmp_path / "midi"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in (0, 1, 2, 4, 5, 6, 3, 8, 11):  # hash splits: p3, p8 valid; p11 test; the rest train
+        score = symusic.Score(480)
+        track = symusic.Track("piano", 0, False)
+        start = np.sort(rng.integers(0, 20000, 60)).astype(np.int32)
+        track.notes = symusic.Note.from_numpy(start, rng.integers(50, 600, 60).astype(np.int32),
+                                              rng.integers(40, 90, 60).astype(np.int8),
+                                              rng.integers(30, 100, 60).astype(np.int8))
+        score.tracks.append(track)
+        (folder / f"p{i}.mid").write_bytes(bytes(score.dumps_midi()))
+    run = train("velocity", out=tmp_path / "run", corpus="folder", root=folder, encoding="note-tokens",
+                preset="debug", max_steps=3, overrides=["train.val_every=3", "encoding.velocity_bins=0"],
+                progress=False, threads=1)
+    model = open_run(run).model()
+    assert isinstance(model, ConditionalModel) and model.alphabet_size == 132
+    r = evaluate_run(run, corpus="folder", root=folder, split="test")
+    assert r["variant"] == "no-velocity" and r["notes"] == 60
+    assert [row["model"] for row in r["rows"]] == ["run", "mean", "pitch-mean"]
+    assert all(0 <= row["mae_teacher_forced"] < 128 for row in r["rows"])
+    done, skipped = humanize(folder / "p11.mid", tmp_path / "out.mid", model=run, temperature=0)
+    assert done[0].notes == 60 and not skipped
