@@ -36,10 +36,10 @@ TEN_MINUTES = "2008/MIDI-Unprocessed_04_R3_2008_01-07_ORIG_MID--AUDIO_04_R3_2008
 
 
 def decode_speed(model_spec: str, notes: int, smoke: bool = False) -> dict:
+    import symusic
+
     from notelm.humanize import load_humanizer, midi_notes
     from notelm.models.seq2seq import VelocityModel
-
-    import symusic
 
     if smoke:
         from notelm.encodings import get_encoding

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import symusic
 import torch
-from conftest import FIXTURES
 
+from conftest import FIXTURES
 from notelm.encodings import get_encoding
 from notelm.errors import NotelmError, ReadError
 from notelm.humanize import humanize_file, humanize_folder, midi_notes
