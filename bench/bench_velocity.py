@@ -47,6 +47,7 @@ sys.path.insert(0, str(HERE))
 ROOT = Path(os.environ.get("NOTELM_SHARED", HERE.parent.parent / "shared")) / "data" / "maestro-mini"
 RESULTS = HERE / "results"
 ROWS = RESULTS / "velocity-rows"
+DATA_ROWS = RESULTS / "velocity-data"  # the reference row on fewer training performances
 
 WINDOW, STEP, EVAL_STRIDE, BATCH = 128, 42, 64, 16
 ABLATION_STEPS = 1500
@@ -212,12 +213,15 @@ def evaluate_t5(model, sources, targets) -> dict[str, float]:
 
 
 def ablation_row(name: str, *, steps: int, limit: int | None = None, widths: dict | None = None,
-                 t5_widths: dict | None = None, warmup: int = ABLATION_WARMUP, log=print) -> dict[str, Any]:
-    """Train and evaluate one ablation row (velocity-bins variant, 3/3/3 bins)."""
+                 t5_widths: dict | None = None, warmup: int = ABLATION_WARMUP, pieces_every: int = 1,
+                 log=print) -> dict[str, Any]:
+    """Train and evaluate one ablation row (velocity-bins variant, 3/3/3 bins). pieces_every:
+    train on every k-th training performance only (the data-size evidence)."""
     from notelm.models.seq2seq import Seq2Seq, VelocityConfig
 
     family, setting, smoothing, shared = ABLATION[name]
     enc, (train_s, train_t), (valid_s, valid_t) = load(limit=limit)
+    train_s, train_t = train_s[::pieces_every], train_t[::pieces_every]
     wins = training_windows(train_s, train_t)
     order = batch_order(len(wins), steps)
     torch.manual_seed(0)
@@ -239,6 +243,7 @@ def ablation_row(name: str, *, steps: int, limit: int | None = None, widths: dic
             "detail": {"family": family, "setting": setting, "label_smoothing": smoothing, "shared_vocab": shared,
                        "widths": (t5_widths or T5_WIDTHS) if family == "t5" else (widths or ABLATION_WIDTHS),
                        "warmup": warmup, "parameters": sum(p.numel() for p in model.parameters()),
+                       "training_pieces": len(train_s), "epochs": round(steps * BATCH / len(wins), 2),
                        "windows": len(wins), "notes": figures["notes"], "pieces": figures["pieces"],
                        "loss_curve": [round(float(np.mean(trained["losses"][k: k + 100])), 4)
                                       for k in range(0, len(trained["losses"]), 100)]}}
@@ -270,6 +275,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--row", choices=sorted(ABLATION), help="train and evaluate one ablation row")
     parser.add_argument("--steps", type=int, default=ABLATION_STEPS)
+    parser.add_argument("--pieces-every", type=int, default=1,
+                        help="train on every k-th training performance (data-size rows, in velocity-data/)")
     parser.add_argument("--table", action="store_true", help="assemble bench/results/velocity.json")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, every ablation row; writes nothing")
     parser.add_argument("--threads", type=int, default=1)
@@ -283,8 +290,12 @@ def main() -> None:
             print(json.dumps({k: v for k, v in row.items() if k != "detail"}))
         return
     if args.row:
-        row = ablation_row(args.row, steps=args.steps, log=lambda m: print(m, flush=True))
-        write_json(ROWS / f"{args.row}.json", row)
+        row = ablation_row(args.row, steps=args.steps, pieces_every=args.pieces_every, log=lambda m: print(m, flush=True))
+        if args.pieces_every > 1:
+            row["model"] = f"{args.row}-pieces-1in{args.pieces_every}"
+            write_json(DATA_ROWS / f"{row['model']}.json", row)
+        else:
+            write_json(ROWS / f"{args.row}.json", row)
         print(json.dumps(row, indent=2))
     if args.table:
         from notelm.benchmarks import machine
