@@ -264,6 +264,43 @@ def baseline_rows() -> list[dict[str, Any]]:
     return rows
 
 
+FIG = ("mae_teacher_forced", "mae_greedy", "mae_expected", "pearson", "std_ratio")
+CURVE = RESULTS / "velocity-curve"  # notelm evaluate on the compared run every 1,000 steps
+PRETRAINED = HERE.parent / "src" / "notelm" / "pretrained"
+
+
+def runs_rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows of the trained runs (the compared run's last evaluation, the two built-ins) and the
+    compared run's learning curve."""
+    rows, curve = [], []
+    for path in sorted(CURVE.glob("compared-*.json"), key=lambda p: int(p.stem.split("-")[1])):
+        r = json.loads(path.read_text())
+        curve.append({"steps": r["global_step"], "train_seconds": r["train_seconds"], **{k: r["rows"][0][k] for k in FIG}})
+    if curve:
+        rows.append({"model": "velocity-compared", "variant": "velocity-bins", "split": "valid",
+                     **{k: curve[-1][k] for k in FIG}, "steps": curve[-1]["steps"],
+                     "train_seconds": round(curve[-1]["train_seconds"], 1)})
+    for name in ("velocity", "velocity-3bin"):
+        folder = PRETRAINED / name
+        if not (folder / "evaluation.json").is_file():
+            continue
+        ev, m = json.loads((folder / "evaluation.json").read_text()), json.loads((folder / "metrics.json").read_text())
+        rows.append({"model": "velocity-small", "variant": ev["variant"], "split": "valid",
+                     **{k: ev["figures"][0][k] for k in FIG}, "steps": m["global_step"],
+                     "train_seconds": round(m["train_seconds"], 1)})
+    return rows, curve
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The README's table from velocity.json."""
+    lines = ["| model | source | MAE teacher-forced | MAE greedy | MAE expected | Pearson | std ratio | steps | train s |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['model']} | {r['variant']} | " + " | ".join(f"{r[k] + 0.0:.2f}" for k in FIG)
+                     + f" | {r['steps']:,} | {r['train_seconds']:,.0f} |")
+    return "\n".join(lines)
+
+
 def write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -278,6 +315,7 @@ def main() -> None:
     parser.add_argument("--pieces-every", type=int, default=1,
                         help="train on every k-th training performance (data-size rows, in velocity-data/)")
     parser.add_argument("--table", action="store_true", help="assemble bench/results/velocity.json")
+    parser.add_argument("--markdown", action="store_true", help="print velocity.json's table for the README")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, every ablation row; writes nothing")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -300,9 +338,19 @@ def main() -> None:
     if args.table:
         from notelm.benchmarks import machine
 
-        rows = [json.loads(p.read_text()) for p in sorted(ROWS.glob("*.json"))] + baseline_rows()
-        write_json(RESULTS / "velocity.json", {"rows": rows, "command": " ".join(sys.argv), "machine": machine()})
-        print(json.dumps(rows, indent=2))
+        trained, curve = runs_rows()
+        ablation = [json.loads(p.read_text()) for p in sorted(ROWS.glob("*.json"))]
+        data = [json.loads(p.read_text()) for p in sorted(DATA_ROWS.glob("*.json"))]
+        details = {r["model"]: r.pop("detail") for r in ablation + data}
+        result = {"rows": trained + ablation + baseline_rows(), "command": " ".join(["python", *sys.argv]),
+                  "learning_curve": curve, "data_size": [{k: r[k] for k in ("model", *FIG, "steps")}
+                                                         | {"training_pieces": details[r["model"]]["training_pieces"],
+                                                            "epochs": details[r["model"]]["epochs"]} for r in data],
+                  "details": details, "machine": machine()}
+        write_json(RESULTS / "velocity.json", result)
+        print(markdown(result))
+    if args.markdown:
+        print(markdown(json.loads((RESULTS / "velocity.json").read_text())))
 
 
 if __name__ == "__main__":

@@ -243,3 +243,33 @@ def test_train_evaluate_and_humanize_a_velocity_run(tmp_path):
     assert all(0 <= row["mae_teacher_forced"] < 128 for row in r["rows"])
     done, skipped = humanize(folder / "p11.mid", tmp_path / "out.mid", model=run, temperature=0)
     assert done[0].notes == 60 and not skipped
+
+
+def test_velocity_figures_by_hand():
+    from notelm.velocity import velocity_figures
+
+    true = [np.array([60, 70, 80]), np.array([50, 50, 60, 60])]
+    flat = [np.full(3, 70.0), np.full(4, 55.0)]
+    f = velocity_figures(true, argmax=flat, expected=flat, greedy=flat)
+    assert f["mae_teacher_forced"] == pytest.approx((10 + 0 + 10 + 5 * 4) / 7)
+    assert f["pearson"] == 0 and f["std_ratio"] == 0  # flat: no correlation, no spread
+    half = [np.array([65, 70, 75]), np.array([52.5, 52.5, 57.5, 57.5])]
+    f = velocity_figures(true, argmax=true, expected=true, greedy=half)
+    assert f["mae_teacher_forced"] == 0 and f["pearson"] == pytest.approx(1) and f["std_ratio"] == pytest.approx(0.5)
+    assert f["mae_greedy"] == pytest.approx((5 + 0 + 5 + 2.5 * 4) / 7)
+
+
+def test_baselines_by_hand():
+    from notelm.encodings import get_encoding
+    from notelm.velocity import Baselines
+
+    piece = _performance()  # pitches 42 60 64 67, velocities 50 70 90 20
+    enc = get_encoding("note-tokens").fit([piece])
+    s, t = enc.encode_pair(piece)
+    base = Baselines.fit(enc, [s], [t])
+    assert base.mean == 57.5 and base.pitch_mean[[42, 60, 64, 67]].tolist() == [50, 70, 90, 20]
+    assert base.pitch_mean[10] == 57.5  # an unseen pitch gets the mean
+    _, bins = enc.unpack(s)
+    for b in range(3):  # each velocity bin's median of the velocities in it
+        assert base.bin_median[b] == np.median(np.array([50, 70, 90, 20])[bins[:, 2] == b])
+    assert base.figures("pitch-mean", enc, [s], [t])["mae_teacher_forced"] == 0

@@ -37,8 +37,12 @@ from notelm.encodings.vocab import N_SPECIAL
 FIGURES = ("mae_teacher_forced", "mae_greedy", "mae_expected", "pearson", "std_ratio")
 
 
+def _std(a: np.ndarray) -> float:
+    return 0.0 if np.ptp(a) == 0 else float(a.std())  # exactly 0 for a constant (no rounding residue)
+
+
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    if len(a) < 2 or a.std() == 0 or b.std() == 0:
+    if len(a) < 2 or _std(a) == 0 or _std(b) == 0:
         return 0.0
     return float(np.corrcoef(a, b)[0, 1])
 
@@ -50,10 +54,10 @@ def velocity_figures(true: Sequence[np.ndarray], *, argmax: Sequence[np.ndarray]
     mae = {name: float(np.abs(np.concatenate(pred).astype(np.float64) - t).mean())
            for name, pred in (("mae_teacher_forced", argmax), ("mae_greedy", greedy), ("mae_expected", expected))}
     pieces = [(np.asarray(g, dtype=np.float64), np.asarray(v, dtype=np.float64)) for g, v in zip(greedy, true)]
-    pieces = [(g, v) for g, v in pieces if len(v) > 1 and v.std() > 0]
+    pieces = [(g, v) for g, v in pieces if len(v) > 1 and _std(v) > 0]
     return {**mae,
             "pearson": float(np.mean([_pearson(g, v) for g, v in pieces])) if pieces else 0.0,
-            "std_ratio": float(np.mean([g.std() / v.std() for g, v in pieces])) if pieces else 0.0,
+            "std_ratio": float(np.mean([_std(g) / _std(v) for g, v in pieces])) if pieces else 0.0,
             "notes": int(len(t)), "pieces": len(true)}
 
 
