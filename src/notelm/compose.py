@@ -98,6 +98,9 @@ def generate(run: str | Path, *, primer: str | Path | None = None, length: int |
     if seconds is not None and not seconds > 0:
         raise NotelmError(f"--seconds must be > 0; got {seconds}")
     r = open_run(run)
+    if r.kind == "seq2seq":
+        raise NotelmError(f"{run}: a {r.model_name} run predicts velocities for given notes; "
+                          "use notelm humanize FILE --model RUN")
     encoding = r.encoding()
     if r.counting:
         model = r.model()

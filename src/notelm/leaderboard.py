@@ -81,6 +81,11 @@ def compare_runs(runs: Sequence[str | Path], *, corpus: str, root: str | Path | 
                  split: str = "test") -> list[dict]:
     """`evaluate_run` for every run, best (fewest bits per event) first within each encoding."""
     rows = [evaluate_run(r, corpus=corpus, root=root, split=split) for r in runs]
+    if velocity := [r["run"] for r in rows if "rows" in r]:
+        from notelm.errors import NotelmError
+
+        raise NotelmError(f"{velocity[0]}: a velocity run is scored by MAE, not bits per event; "
+                          "notelm evaluate shows it beside its baselines")
     return sorted(rows, key=lambda r: (r["encoding"], r["bits_per_event"] if r["bits_per_event"] is not None else np.inf))
 
 
