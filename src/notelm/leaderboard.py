@@ -80,12 +80,15 @@ def evaluate_run(run: str | Path, *, corpus: str, root: str | Path | None = None
 def compare_runs(runs: Sequence[str | Path], *, corpus: str, root: str | Path | None = None,
                  split: str = "test") -> list[dict]:
     """`evaluate_run` for every run, best (fewest bits per event) first within each encoding."""
-    rows = [evaluate_run(r, corpus=corpus, root=root, split=split) for r in runs]
-    if velocity := [r["run"] for r in rows if "rows" in r]:
-        from notelm.errors import NotelmError
+    from notelm.runs import open_run
 
-        raise NotelmError(f"{velocity[0]}: a velocity run is scored by MAE, not bits per event; "
-                          "notelm evaluate shows it beside its baselines")
+    for run in runs:
+        if open_run(run).kind == "seq2seq":
+            from notelm.errors import NotelmError
+
+            raise NotelmError(f"{run}: a velocity run is scored by MAE, not bits per event; "
+                              "notelm evaluate shows it beside its baselines")
+    rows = [evaluate_run(r, corpus=corpus, root=root, split=split) for r in runs]
     return sorted(rows, key=lambda r: (r["encoding"], r["bits_per_event"] if r["bits_per_event"] is not None else np.inf))
 
 
