@@ -73,3 +73,30 @@ def test_quickstart_refuses_to_overwrite(tmp_path):
 def test_usage_errors_are_one_message_not_a_traceback(args):
     r = notelm(*args)
     assert r.returncode == 2 and "Error:" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_maestro_sample_is_bundled_and_needs_no_root():
+    r = notelm("data", "info", "maestro-sample", "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["pieces"] == 12 and info["splits"] == {"train": 0, "valid": 0, "test": 12} and not info["skipped"]
+    assert info["notes"] == 36_688 and info["duration_unit"] == "seconds" and 2900 < info["duration"] < 3000
+    from notelm.bundled import MAESTRO_SAMPLE
+
+    license_ = (MAESTRO_SAMPLE / "README.md").read_text()
+    assert "CC BY-NC-SA 4.0" in license_ and "Hawthorne" in license_
+
+
+def test_models_list_describes_every_builtin_within_the_budget():
+    from notelm.pretrained import BUDGET_BYTES, HERE, folder_bytes
+
+    r = notelm("models", "list", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert isinstance(rows, list)
+    for row in rows:
+        assert {"name", "family", "parameters", "bytes", "corpus", "license", "metrics"} <= set(row)
+        assert row["bytes"] > 0 and row["parameters"] and row["license"]
+    assert folder_bytes(HERE) < BUDGET_BYTES
+    r = notelm("evaluate", "builtin:nosuch", "--corpus", "maestro-sample")
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "nosuch" in r.stderr

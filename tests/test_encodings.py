@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from notelm.encodings import (
@@ -65,7 +65,9 @@ def check_roundtrip(enc, piece: Piece) -> Piece | None:
         with pytest.raises(EncodingError) as again:
             enc.quantized(piece)
         assert again.value.reason == e.reason
+        event(f"refused: {e.reason}")  # counted in hypothesis's statistics
         return None
+    event("round trip")
     assert ids.dtype == np.int64 and ids.ndim == 1
     assert ((ids >= N_SPECIAL) | (ids == EOS_ID)).all() and ids.max(initial=0) < len(enc.vocab)
     want = enc.quantized(piece)
@@ -95,7 +97,10 @@ def test_fixed_vocabulary_encodings_round_trip(name, kw, data):
         grid = data.draw(st.sampled_from([step, step, 1 / 8]))
         piece = data.draw(pieces(grid=grid, pitches=(20, 110)))
     want = check_roundtrip(enc, piece)
-    if want is not None and not kw.get("transpose"):
+    # a refused piece only proves the refusal is consistent: hypothesis draws another, and fails
+    # the test (filter_too_much) if the encoding refuses nearly everything
+    assume(want is not None)
+    if not kw.get("transpose"):
         # a quantized piece is a fixed point: nothing more is lost on a second pass
         assert enc.quantized(want) == want
 
@@ -118,11 +123,11 @@ def test_melody_round_trips(kw, data):
 def test_note_tokens_round_trip(kw, data):
     corpus = data.draw(st.lists(pieces(unit="second", pedals=True), min_size=1, max_size=3))
     enc = get_encoding("note-tokens", **kw)
-    if sum(len(p) for p in corpus) < 2:
-        return
+    assume(sum(len(p) for p in corpus) >= 2)  # the bins need two notes to fit on
     enc.fit(corpus)
     for piece in corpus:
         want = check_roundtrip(enc, piece)
+        assume(want is not None)
         src, tgt = enc.encode_pair(piece)
         exact = enc.decode_pair(src, tgt)
         assert np.array_equal(exact.velocity[np.argsort(exact.onset, kind="stable")],
@@ -138,7 +143,7 @@ def _sorted_velocity(enc, piece: Piece) -> np.ndarray:
 @settings(max_examples=25, deadline=None)
 @given(piece=pieces(grid=1 / 8, pitches=(21, 108)))
 def test_miditok_adapters_round_trip(name, piece):
-    check_roundtrip(_miditok(name), piece)
+    assume(check_roundtrip(_miditok(name), piece) is not None)
 
 
 _MIDITOK: dict = {}

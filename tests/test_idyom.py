@@ -35,7 +35,8 @@ def idyom_json(*args):
 def test_pearce_2005_figures_on_kinder(args, published):
     summary = idyom_json(*args, "--folds", "10")
     assert summary["pieces"] == 213 and summary["events"] == 8393
-    assert abs(summary["mean_ic_per_piece"] - published) < 0.03, summary
+    # within 0.015 bits of the thesis's figures (the largest difference is 0.015, BOTH+)
+    assert abs(summary["mean_ic_per_piece"] - published) < 0.0155, summary
 
 
 def test_json_keys_and_the_csv_table(tmp_path):

@@ -178,7 +178,6 @@ def test_resume_needs_a_run_made_by_train(tmp_path):
         train("lstm", out=tmp_path, resume=True, progress=False)
 
 
-@pytest.mark.slow
 def test_ddp_two_cpu_processes_match_one(tmp_path):
     """Lightning DDP with gloo on 2 CPU processes: each takes half of every batch; the
     gradients are averaged, so the run matches one process with the whole batch."""
@@ -208,7 +207,7 @@ def test_ddp_two_cpu_processes_match_one(tmp_path):
 def cli_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "tf"
     r = notelm("train", "transformer", "--corpus", "essen-kinder", "--encoding", "grid", "--preset", "debug",
-               "--max-steps", "5", "--out", out, "--quiet")
+               "--max-steps", "40", "--set", "train.val_every=40", "--out", out, "--quiet", "--threads", "1")
     assert r.returncode == 0, r.stderr
     return out
 
@@ -218,7 +217,9 @@ def test_cli_evaluate_json(cli_run):
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
     assert {"bits_per_event", "accuracy", "events"} <= set(result)
-    assert result["events"] > 1000 and 0 < result["bits_per_event"] < 10 and 0 <= result["accuracy"] <= 1
+    uniform = np.log2(134 - 3)  # the grid's tokens a model may emit
+    assert result["events"] > 1000 and 0 < result["bits_per_event"] < uniform - 3, result  # it learned
+    assert 0.3 < result["accuracy"] <= 1
 
 
 def test_cli_generate_midi_png_wav(cli_run, tmp_path):
@@ -238,10 +239,16 @@ def test_cli_generate_midi_png_wav(cli_run, tmp_path):
 
 def test_cli_compare_writes_a_chart(cli_run, tmp_path):
     png = tmp_path / "board.png"
-    r = notelm("compare", cli_run, cli_run, "--corpus", "essen-kinder", "--png", png, "--json")
+    baseline = tmp_path / "repetition"
+    assert notelm("train", "repetition", "--corpus", "essen-kinder", "--encoding", "grid", "--out", baseline).returncode == 0
+    r = notelm("compare", baseline, cli_run, "--corpus", "essen-kinder", "--png", png, "--json")
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
-    assert len(rows) == 2 and rows[0]["bits_per_event"] == rows[1]["bits_per_event"] and png.is_file()
+    alone = {Path(row["run"]).name: json.loads(notelm("evaluate", row["run"], "--corpus", "essen-kinder",
+                                                       "--json").stdout)["bits_per_event"] for row in rows}
+    assert [Path(row["run"]).name for row in rows] == sorted(alone, key=alone.get)  # best first
+    assert all(row["bits_per_event"] == alone[Path(row["run"]).name] for row in rows)  # each row its own figure
+    assert rows[0]["bits_per_event"] < rows[1]["bits_per_event"] and png.stat().st_size > 1000
 
 
 @pytest.mark.parametrize("args, message", [
@@ -345,10 +352,13 @@ def test_noam_schedule_and_label_smoothing_in_a_run(tmp_path):
         "train.schedule=noam", "train.warmup_steps=4", "train.lr=1.0", "train.optimizer=adamw",
         "train.label_smoothing=0.2", "train.val_every=4", "model.dropout=0.0"]))
     dim = json.loads((run / "config.json").read_text())["model"]["config"]["dim"]
-    f = schedule("noam", warmup=4, total=8, min_ratio=0.0, dim=dim)
+    assert dim == 16  # the debug preset: Noam's rate at optimiser step s is 16^-0.5 min(s^-0.5, s 4^-1.5)
+    noam = {1: 0.03125, 2: 0.0625, 3: 0.09375, 4: 0.125, 5: 0.11180339887, 6: 0.10206207261,
+            7: 0.09449111825, 8: 0.08838834765}  # by hand: 0.25 * s / 8 up to s = 4, then 0.25 / sqrt(s)
     logged = {int(r["step"]): float(r["lr"]) for r in csv.DictReader((run / "logs" / "csv" / "metrics.csv").open())
               if r.get("lr")}
-    assert logged and all(lr == pytest.approx(f(step), rel=1e-5) for step, lr in logged.items())
+    # Lightning logs the rate of the step about to be taken at logged step g: optimiser step g + 1
+    assert logged and all(lr == pytest.approx(noam[step + 1], rel=1e-6) for step, lr in logged.items())  # float32 logs
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["global_step"] == 8 and np.isfinite(metrics["best_val_loss"])
 

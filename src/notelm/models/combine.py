@@ -103,6 +103,15 @@ class Combined(SequenceModel):
         self.config = config or CombineConfig()
         self.alphabet_size = next(iter(sizes.values()))
 
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Each part's arrays under its name (``ltm/trie``, ...)."""
+        return {f"{name}/{k}": v for name, m in self.models.items() for k, v in m.to_arrays().items()}
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> Combined:
+        for name, m in self.models.items():
+            m.load_arrays({k.removeprefix(f"{name}/"): v for k, v in arrays.items() if k.startswith(f"{name}/")})
+        return self
+
     def fit(self, sequences: Sequence[Sequence[int]]) -> Combined:
         for model in self.models.values():
             if getattr(model, "trainable", hasattr(model, "fit")):

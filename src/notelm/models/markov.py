@@ -169,6 +169,25 @@ class MarkovChain(SequenceModel):
         flat, position, cuts = self._flatten(sequences)
         return np.split(self._probabilities(flat, position, all_symbols=True), cuts)
 
+    # -- what it learned, as arrays ----------------------------------------------------------
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Per order o, its n-gram and context count tables: ``ngrams.o.keys``/``.counts`` and
+        ``contexts.o.keys``/``.counts`` (sorted int64 keys, int64 counts)."""
+        out = {}
+        for what, tables in (("ngrams", self._ngrams), ("contexts", self._contexts)):
+            for o, table in enumerate(tables):
+                out[f"{what}.{o}.keys"], out[f"{what}.{o}.counts"] = table.keys, table.counts
+        return out
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> MarkovChain:
+        """Take stored count tables, checked (`check_table`)."""
+        for what, tables in (("ngrams", self._ngrams), ("contexts", self._contexts)):
+            for o, table in enumerate(tables):
+                limit = self.alphabet_size ** (o + 1) if what == "ngrams" else self.alphabet_size ** o
+                table.keys, table.counts = check_table(arrays[f"{what}.{o}.keys"], arrays[f"{what}.{o}.counts"], limit)
+        return self
+
     # -- internals ---------------------------------------------------------------------------
 
     def _flatten(self, sequences):
@@ -226,6 +245,16 @@ class MarkovChain(SequenceModel):
         return p / p.sum(axis=1, keepdims=True)
 
 
+def check_table(keys: np.ndarray, counts: np.ndarray, key_limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """A stored count table: sorted unique int64 keys below ``key_limit``, counts >= 1."""
+    ok = (keys.dtype == np.int64 and counts.dtype == np.int64 and keys.ndim == counts.ndim == 1
+          and len(keys) == len(counts) and (np.diff(keys) > 0).all() and (counts >= 1).all()
+          and (len(keys) == 0 or (keys[0] >= 0 and keys[-1] < key_limit)))
+    if not ok:
+        raise ValueError("a Markov count table is damaged (keys must be sorted, unique and in range; counts >= 1)")
+    return keys, counts
+
+
 @dataclass(frozen=True)
 class RepetitionConfig(Config):
     """eps: probability that the next symbol differs from the previous one (0 < eps < 1)."""
@@ -266,6 +295,12 @@ class Repetition(SequenceModel):
     def observe(self, state: int | None, token: int) -> int:
         _check_symbols(np.array([token]), self.alphabet_size)
         return int(token)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {}  # nothing learned
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> Repetition:
+        return self
 
     def distributions(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
         """The predicted distribution before every event, one (length, A) array per piece."""

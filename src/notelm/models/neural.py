@@ -220,15 +220,14 @@ class NeuralModel(SequenceModel):
         return out
 
 
-def neural_model(name: str, network: nn.Module, **options: Any) -> NeuralModel:
-    """The model of a network of family ``name``: its record's ``model`` class when it names one
-    (a sequence-to-sequence family's `ConditionalModel`), else a `NeuralModel` (windowed
-    families get their context)."""
+def neural_model(name: str, network: nn.Module, **options: Any) -> SequenceModel:
+    """The model of a trained network of family ``name``: its family's adapter, or a
+    `NeuralModel` (windowed families get their context)."""
     record = network_spec(name)
-    if record.model:
+    if record.adapter:
         from notelm.models.registry import resolve
 
-        return resolve(record.model)(network, **options)
+        return resolve(record.adapter)(network, **options)
     context = network.config.context if record.windowed else None
     return NeuralModel(network, context=context, **options)
 

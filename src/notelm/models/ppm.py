@@ -546,6 +546,24 @@ class PPM(SequenceModel):
         return self._run(sequences, predict=True, learn=self.mode != "ltm", close=self.mode == "ltm+",
                          distributions=distributions, allowed=allowed, entropies=entropies, groups=groups)
 
+    # -- what it learned, as arrays ----------------------------------------------------------
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Its trie as ``{"trie": (n, 7) int32}``, cut to the rows in use; nothing for an STM,
+        whose tries live in each piece's state."""
+        if self._trie is None:
+            return {}
+        self._close_open()
+        return {"trie": np.ascontiguousarray(self._trie.nodes[: self._trie.n])}
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> PPM:
+        """Take a stored trie, checked (`check_trie`): the kernels do not check bounds."""
+        if self._trie is not None:
+            nodes = check_trie(arrays["trie"], self.alphabet_size)
+            self._trie.nodes, self._trie.n = nodes, len(nodes)
+            self._trie.version += 1
+        return self
+
     # -- internals ---------------------------------------------------------------------------
 
     def _close_open(self) -> None:
@@ -592,3 +610,32 @@ class PPM(SequenceModel):
         cuts = offsets[1:-1]
         return (np.split(p_out, cuts) if predict else [], np.split(h_out, cuts) if predict and entropies else [],
                 np.split(dist_out, cuts) if distributions else [])
+
+
+class TrieError(ValueError):
+    """A stored trie that is not one the kernels can walk safely."""
+
+
+def check_trie(nodes: np.ndarray, alphabet_size: int) -> np.ndarray:
+    """A stored PPM trie (n, 7) int32, checked to be one the kernels can walk safely: rows form
+    a trie as `_add_child` builds one — every child pointer points forward (FIRST > row), every
+    sibling pointer backward (NEXT < row), and each node but the root is pointed at exactly
+    once, so no walk can loop or leave the array."""
+    if nodes.dtype != np.int32 or nodes.ndim != 2 or nodes.shape[1] != N_FIELDS or len(nodes) < 1:
+        raise TrieError(f"a PPM trie is an (n, {N_FIELDS}) int32 array; got {nodes.shape} {nodes.dtype}")
+    n, row = len(nodes), np.arange(len(nodes))
+    first, after, sym = nodes[:, FIRST], nodes[:, NEXT], nodes[:, SYM]
+    checks = (  # in order: a later check may rely on an earlier one (bincount on valid indices)
+        ("child pointers", lambda: ((first == -1) | ((first > row) & (first < n))).all()),
+        ("sibling pointers", lambda: ((after == -1) | ((after >= 1) & (after < row))).all() and after[0] == -1),
+        ("one parent per node", lambda: np.array_equal(
+            np.bincount(np.r_[first[first != -1], after[after != -1]], minlength=n), np.r_[0, np.ones(n - 1, np.int64)])),
+        ("symbols", lambda: sym[0] == -1 and ((sym[1:] >= 0) & (sym[1:] < alphabet_size)).all()),
+        ("counts", lambda: (nodes[:, [C_FULL, C_UPEX]] >= 0).all()),
+        ("child counts", lambda: ((nodes[:, N_KIDS] >= 0) & (nodes[:, N_KIDS] <= alphabet_size)).all()),
+        ("end marks", lambda: np.isin(nodes[:, END], (0, 1)).all()),
+    )
+    for name, ok in checks:
+        if not ok():
+            raise TrieError(f"the PPM trie is damaged ({name})")
+    return np.ascontiguousarray(nodes)

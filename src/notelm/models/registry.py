@@ -12,7 +12,9 @@ A record says what kind of model it is, where its parts live and how it is descr
   from one to the next (`notelm.training.tasks`). ``config`` is its frozen config class,
   ``network`` its module, ``presets`` its preset table, ``windowed`` whether it attends over
   at most ``config.context`` inputs, ``width`` the config field that is its model width
-  (the Noam schedule's d_model).
+  (the Noam schedule's d_model), ``adapter`` what turns a trained network into the model
+  every command uses (default: `notelm.models.neural.NeuralModel`, windowed or recurrent; a
+  sequence-to-sequence family gives its `ConditionalModel`).
 
 Parts are named as ``"module:attribute"`` and imported when first used, so listing models
 (``notelm train --help``) never loads torch. ``notelm train``'s names, its help, ``compare``
@@ -50,7 +52,7 @@ class ModelSpec:
     width: str = "dim"
     settings: str = ""  # counting models: --set values -> saved config
     build: str = ""  # counting models: (saved config, symbols) -> model
-    model: str = ""  # neural models: the model interface around a trained network (default NeuralModel)
+    adapter: str = ""  # neural: (network, **options) -> the model (default notelm.models.neural.NeuralModel)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -97,7 +99,7 @@ SPECS: tuple[ModelSpec, ...] = (
     ModelSpec("wavenet", "lm", "causal dilated convolutions (WaveNet-style long-term model)",
               f"{_D}:WaveNetConfig", f"{_D}:WaveNet", f"{_D}:WAVENET_PRESETS", width="filters"),
     ModelSpec("velocity", "seq2seq", "midi-translation's encoder-decoder: note tokens -> exact velocities (humanize)",
-              f"{_V}:VelocityConfig", f"{_V}:Seq2Seq", f"{_V}:PRESETS", windowed=True, model=f"{_V}:VelocityModel"),
+              f"{_V}:VelocityConfig", f"{_V}:Seq2Seq", f"{_V}:PRESETS", windowed=True, adapter=f"{_V}:VelocityModel"),
 )
 REGISTRY: dict[str, ModelSpec] = {s.name: s for s in SPECS}
 

@@ -110,6 +110,13 @@ class VocabularyModel(SequenceModel):
         logp = self.model.score([self.symbols(s) for s in sequences])
         return [np.log2((1.0 - FLOOR) * np.exp2(x) + FLOOR / self.alphabet_size) for x in logp]
 
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return self.model.to_arrays()
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> VocabularyModel:
+        self.model.load_arrays(arrays)
+        return self
+
     def fit(self, sequences: Sequence[Sequence[int]]) -> VocabularyModel:
         """Train the model on pieces of token ids (a model with nothing to learn ignores them)."""
         if getattr(self.model, "trainable", hasattr(self.model, "fit")):
