@@ -5,8 +5,7 @@ A record says what kind of model it is, where its parts live and how it is descr
 - kind ``"counting"``: built in one pass over the training split (ppm, markov, repetition);
   ``settings`` turns ``--set model.*`` values into the saved config and ``build`` makes the
   untrained model over ``symbols`` from it (`notelm.models.symbolic`).
-- kind ``"lm"``: a next-token network trained by the language-model task (turned into a
-  `SequenceModel` by `notelm.models.neural.NeuralModel`, or by ``model`` when given);
+- kind ``"lm"``: a next-token network trained by the language-model task;
   ``"seq2seq"``: a source -> target network trained with teacher forcing;
   ``"segments"``: a network trained on consecutive segments of a piece, its state carried
   from one to the next (`notelm.training.tasks`). ``config`` is its frozen config class,
