@@ -273,3 +273,19 @@ def test_baselines_by_hand():
     for b in range(3):  # each velocity bin's median of the velocities in it
         assert base.bin_median[b] == np.median(np.array([50, 70, 90, 20])[bins[:, 2] == b])
     assert base.figures("pitch-mean", enc, [s], [t])["mae_teacher_forced"] == 0
+
+
+def test_target_dropout_one_reads_no_velocity():
+    torch.manual_seed(0)
+    config = VelocityConfig.from_dict({**PRESETS["debug"]["model"], "vocab_size": SOURCE_VOCAB, "target_dropout": 1.0})
+    net = Seq2Seq(config).double().eval()
+    source, target = pair(2, 10)
+    other = target.clone()
+    other[:, 1:] = torch.randint(N_SPECIAL, N_SPECIAL + 128, (2, 10))
+    torch.testing.assert_close(net(source, target), net(source, other), rtol=0, atol=0)
+    model = VelocityModel(net, stride=8)
+    rng = np.random.default_rng(5)
+    sources = [rng.integers(N_SPECIAL, SOURCE_VOCAB, 30)]
+    targets = [rng.integers(N_SPECIAL, N_SPECIAL + 128, 30)]
+    forced, free = model.logits(sources, targets)[0], model.logits(sources)[0]
+    torch.testing.assert_close(forced, free, rtol=0, atol=1e-9)  # free-running equals teacher forcing

@@ -50,7 +50,7 @@ import torch
 from torch import nn
 
 from notelm.config import Config, SettingsError, require_positive_ints
-from notelm.encodings.vocab import BOS_ID, N_SPECIAL, PAD_ID
+from notelm.encodings.vocab import BOS_ID, N_SPECIAL, PAD_ID, UNK_ID
 from notelm.errors import NotelmError
 from notelm.models.base import ConditionalModel
 from notelm.models.layers import Attention, KVCache
@@ -64,7 +64,11 @@ class VelocityConfig(Config):
     target_vocab_size: target ids (specials + 128 velocities). dim, n_layers (per stack),
     n_heads, ff (FFN width), dropout: as in midi-translation's ``make_model``. context: notes
     per window (128). shared_vocab: one embedding for source and target tokens, tied to the
-    output (T5's arrangement; the ablation), instead of separate tables and a linear output."""
+    output (T5's arrangement; the ablation), instead of separate tables and a linear output.
+    target_dropout: the probability that the decoder is not shown a previous velocity (UNK
+    instead) in training; 1.0 never shows it one, in training or after: each velocity is then
+    predicted from the notes alone, and free-running decoding equals teacher forcing (the
+    humanizer: fed its own guesses, an autoregressive decoder drifts in loudness)."""
 
     vocab_size: int = 0
     target_vocab_size: int = TARGET_VOCAB
@@ -75,8 +79,11 @@ class VelocityConfig(Config):
     dropout: float = 0.1
     context: int = 128
     shared_vocab: bool = False
+    target_dropout: float = 0.0
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.target_dropout, (int, float)) and 0 <= self.target_dropout <= 1):
+            raise SettingsError(f"velocity: target_dropout must be in [0, 1]; got {self.target_dropout!r}")
         require_positive_ints(self, "velocity", ("vocab_size", "target_vocab_size", "dim", "n_layers", "n_heads", "ff",
                                                  "context"), zero_ok=("vocab_size",))
         if self.dim % self.n_heads or self.dim % 2:
@@ -203,6 +210,12 @@ class Seq2Seq(nn.Module):
             table = self.embed
         else:
             table = self.source_embed if source else self.target_embed
+        if not source and c.target_dropout > 0:  # hide previous velocities (never the CLS at 0)
+            later = torch.arange(start, start + ids.shape[1], device=ids.device) > 0
+            hide = later if c.target_dropout >= 1 else (
+                later & (torch.rand(ids.shape, device=ids.device) < c.target_dropout) if self.training else None)
+            if hide is not None:
+                ids = torch.where(hide, UNK_ID, ids)
         x = table(ids) * math.sqrt(c.dim)
         pos = torch.arange(start, start + ids.shape[1], device=ids.device)
         return self.drop(x + sinusoid(pos, c.dim, x.dtype))
