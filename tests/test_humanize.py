@@ -160,20 +160,11 @@ def cli(*args):
                           text=True, env=os.environ.copy(), timeout=300)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (FIXTURES / "broken" / "corrupt.mid", "not a readable MIDI file"),
-    ("EMPTY", "not a readable MIDI file"),
-    ("MISSING", "no such file"),
-])
-def test_cli_bad_input_is_one_line(bad, message, tmp_path):
-    if bad == "EMPTY":
-        bad = tmp_path / "empty.mid"
-        bad.write_bytes(b"")
-    elif bad == "MISSING":
-        bad = tmp_path / "missing.mid"
-    r = cli(bad, "--out", tmp_path / "o.mid")
-    assert r.returncode == 1 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert not (tmp_path / "o.mid").exists()
+def test_cli_bad_input_is_one_line(tmp_path):
+    """A corrupt file (the library tests cover empty and missing files too)."""
+    r = cli(FIXTURES / "broken" / "corrupt.mid", "--out", tmp_path / "o.mid")
+    assert r.returncode == 1 and "not a readable MIDI file" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "o.mid").exists()
 
 
 def test_cli_refuses_a_run_of_another_family(tmp_path):
