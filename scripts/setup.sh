@@ -2,12 +2,23 @@
 # Sets up notelm in ./.venv on a machine with nothing but Python >= 3.10.
 #   bash scripts/setup.sh         # the package and its command, `notelm`
 #   bash scripts/setup.sh --dev   # also the test tools (pytest, hypothesis, ruff)
+#   bash scripts/setup.sh --bench # also the peer libraries the benchmarks compare against
+#                                 # (transformers' T5, compressive-transformer-pytorch, perceiver-ar-pytorch)
+#   bash scripts/setup.sh --dev --bench
 # Safe to run again: an existing .venv is reused and only what is missing is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+wanted=()
+for arg in "$@"; do
+  case "$arg" in
+    --dev) wanted+=(dev) ;;
+    --bench) wanted+=(bench) ;;
+    *) echo "setup: unknown option $arg (use --dev and/or --bench)" >&2; exit 2 ;;
+  esac
+done
 extras=""
-[ "${1:-}" = "--dev" ] && extras="[dev]"
+[ ${#wanted[@]} -gt 0 ] && extras="[$(IFS=,; echo "${wanted[*]}")]"
 
 py=""
 for cand in python3.13 python3.12 python3.11 python3.10 python3; do

@@ -9,6 +9,16 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from notelm.errors import NotelmError
-from notelm.pieces import Piece
+
+
+def __getattr__(name: str):
+    # `Piece` loads numpy: imported when first asked for, so that the command line starts (and
+    # answers Ctrl-C during start-up, `notelm.__main__`) without waiting for it
+    if name == "Piece":
+        from notelm.pieces import Piece
+
+        return Piece
+    raise AttributeError(f"module 'notelm' has no attribute {name!r}")
+
 
 __all__ = ["NotelmError", "Piece", "__version__"]

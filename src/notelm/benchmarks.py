@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from notelm.errors import NotelmError, UnknownNameError
+
 GRID_VOCAB = 134  # the grid encoding's vocabulary (pitches 0-127, rest, hold, 4 specials)
 
 
@@ -37,6 +39,44 @@ def machine() -> dict[str, Any]:
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
+MAX_CONTEXT = 16_384  # the uncached path recomputes the whole window for every token: past this, hours
+
+
+class BenchError(NotelmError, ValueError):
+    """A benchmark setting that cannot be used."""
+
+
+def check_device(device: str) -> str:
+    """``device`` if torch can use it here (cpu, cuda, cuda:N, mps), else `BenchError`."""
+    import torch
+
+    try:
+        kind = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise BenchError(f"--device must be cpu, cuda, cuda:N or mps; got {device!r}") from None
+    if kind.type == "cuda" and (not torch.cuda.is_available() or (kind.index or 0) >= torch.cuda.device_count()):
+        raise BenchError(f"--device {device}: no such CUDA device here "
+                         f"({torch.cuda.device_count()} found{'' if torch.cuda.is_available() else '; torch has no CUDA'})")
+    if kind.type == "mps" and not torch.backends.mps.is_available():
+        raise BenchError(f"--device {device}: MPS is not available here")
+    if kind.type not in ("cpu", "cuda", "mps"):
+        raise BenchError(f"--device must be cpu, cuda, cuda:N or mps; got {device!r}")
+    return device
+
+
+def check_generation_settings(*, context: int, new_tokens: int, preset: str, device: str) -> None:
+    """Refuse, before any work, what `generation_speed` cannot measure, in one line each."""
+    from notelm.models.transformer import PRESETS
+
+    if new_tokens < 1:
+        raise BenchError(f"--tokens must be >= 1; got {new_tokens}")
+    if not new_tokens + 2 <= context <= MAX_CONTEXT:
+        raise BenchError(f"--context must be from --tokens + 2 ({new_tokens + 2}) to {MAX_CONTEXT:,}; got {context}")
+    if preset not in PRESETS:
+        raise UnknownNameError("preset", preset, list(PRESETS))
+    check_device(device)
+
+
 def generation_speed(*, context: int = 2048, new_tokens: int = 64, preset: str = "small", seed: int = 0,
                      device: str = "cpu") -> dict[str, Any]:
     """Sample ``new_tokens`` after a primer that fills the context up to ``context``, with and
@@ -47,8 +87,7 @@ def generation_speed(*, context: int = 2048, new_tokens: int = 64, preset: str =
     from notelm.models.neural import NeuralModel, build_network
     from notelm.models.transformer import PRESETS
 
-    if context < new_tokens + 2:
-        raise ValueError(f"context must exceed new_tokens + 1 ({new_tokens + 1}); got {context}")
+    check_generation_settings(context=context, new_tokens=new_tokens, preset=preset, device=device)
     torch.manual_seed(seed)
     cfg = {**PRESETS[preset]["model"], "context": context, "vocab_size": GRID_VOCAB, "dropout": 0.0}
     net = build_network("transformer", cfg)

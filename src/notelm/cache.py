@@ -1,9 +1,14 @@
 """The on-disk cache of parsed files: one ``.npz`` per source file, keyed by its content.
 
-The key hashes the file's bytes, the reader's options and ``READER_VERSION``, so an edited
+The key hashes the file's bytes, its type (the suffix: the same bytes are a MIDI file as
+``.mid`` and nothing as ``.abc``), the reader's options and ``READER_VERSION``, so an edited
 file or a changed reader is parsed again and nothing stale is ever served. Entries hold
-plain arrays and a JSON string (no pickles), and are written atomically, so two processes
-preparing the same corpus cannot corrupt each other.
+plain arrays and a JSON string (no pickles: ``allow_pickle=False``), and are written
+atomically, so two processes preparing the same corpus cannot corrupt each other.
+
+The cache is a convenience, never a condition: a cache folder that cannot be used (a file in
+its place, no permission) or an entry that cannot be written is one warning line
+(`CacheWarning`), and the files are read without it.
 """
 
 from __future__ import annotations
@@ -12,17 +17,23 @@ import hashlib
 import io
 import json
 import os
+import tempfile
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import platformdirs
 
-from notelm.errors import ReadError
+from notelm.errors import NotelmError, ReadError
 from notelm.io.files import atomic_write_bytes
 from notelm.pieces import COLUMNS, Piece, PieceMeta, Track
 
-READER_VERSION = 5  # bump when a reader's output changes for the same file
+READER_VERSION = 6  # bump when a reader's output (or the key) changes for the same file
+
+
+class CacheWarning(UserWarning):
+    """The cache cannot be used; files are read without it."""
 
 
 def cache_dir() -> Path:
@@ -31,9 +42,29 @@ def cache_dir() -> Path:
     return Path(env) if env else Path(platformdirs.user_cache_dir("notelm"))
 
 
+_usable: dict[str, bool] = {}  # cache folder -> whether it takes entries (checked once a process)
+
+
+def usable() -> bool:
+    """Whether the cache folder can be created and written; if not, warn once and say no."""
+    folder = cache_dir() / "files"
+    if str(folder) not in _usable:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=".probe-")
+            os.close(fd)
+            os.unlink(probe)
+            _usable[str(folder)] = True
+        except OSError as e:
+            warnings.warn(CacheWarning(f"the cache {cache_dir()} cannot be used ({e.strerror}); "
+                                       "reading every file without it (set NOTELM_CACHE_DIR to a folder)"), stacklevel=2)
+            _usable[str(folder)] = False
+    return _usable[str(folder)]
+
+
 def file_key(path: Path, options: dict) -> str:
     h = hashlib.blake2b(digest_size=20)
-    h.update(json.dumps({"reader": READER_VERSION, **options}, sort_keys=True).encode())
+    h.update(json.dumps({"reader": READER_VERSION, "suffix": path.suffix.lower(), **options}, sort_keys=True).encode())
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
@@ -113,5 +144,11 @@ def load(key: str, source: Path) -> list[Piece | ReadError] | None:
         return None
 
 
-def store(key: str, items: list[Piece | ReadError], source: Path) -> None:
-    atomic_write_bytes(entry_path(key), encode_items(items, source), force=True)
+def store(key: str, items: list[Piece | ReadError], source: Path) -> str | None:
+    """Write the entry of ``source``; None, or why it could not be written (the caller warns:
+    a worker process cannot)."""
+    try:
+        atomic_write_bytes(entry_path(key), encode_items(items, source), force=True)
+    except NotelmError as e:  # OutputError: an entry replaced by a folder, a full disk
+        return str(e)
+    return None

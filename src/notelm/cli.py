@@ -1,13 +1,22 @@
 """The ``notelm`` command: parses, calls the library, prints. Nothing else lives here.
 
-Every user error (a missing path, an unknown corpus, a corrupt file) becomes one line on
-stderr and exit status 1 — never a traceback.
+Every user error (a missing path, an unknown corpus, a corrupt file, an option out of range,
+an output that cannot be written) becomes one line on stderr and exit status 1 — never a
+traceback; a usage error exits 2, Ctrl-C 130, and a bug 3, in one line that names the command
+(`run`). Writers check their output paths before any work (`check_outputs`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
+import os
 import sys
+import threading
+import time
+import traceback
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,16 +46,94 @@ WORKERS = typer.Option(None, "--workers", help="Parallel parsing processes (defa
 STRICT = typer.Option(False, "--strict", help="Fail on the first unreadable file instead of skipping it.")
 
 
+PROGRESS_EVERY = 10.0  # seconds between progress lines off a terminal
+
+
 @contextmanager
 def progress_bar(description: str):
-    """A progress callback ``(done, total)``; draws a bar on a terminal, nothing otherwise."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """A progress callback ``(done, total)`` for long work: a bar on a terminal; elsewhere (a
+    log file, a pipe, a CI job) a line every PROGRESS_EVERY seconds, ``notelm: reading essen:
+    4,120/8,514 (48%), 20 s``, so long work is never silent. Work that finishes sooner prints
+    nothing. Calling the callback is optional: a line still comes, with the time alone."""
+    if err.is_terminal:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=err, transient=True, disable=not err.is_terminal)
-    with bar:
-        task = bar.add_task(description, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       console=err, transient=True)
+        with bar:
+            task = bar.add_task(description, total=None)
+            yield lambda done, total: bar.update(task, completed=done, total=total)
+        return
+    state = {"done": None, "total": None}
+    started, stop = time.monotonic(), threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(PROGRESS_EVERY):
+            err.print(_progress_line(description, state["done"], state["total"], time.monotonic() - started),
+                      highlight=False, markup=False, soft_wrap=True)
+
+    ticker = threading.Thread(target=tick, name="notelm-progress", daemon=True)
+    ticker.start()
+    try:
+        yield lambda done, total: state.update(done=done, total=total)
+    finally:
+        stop.set()
+        ticker.join()
+
+
+def _progress_line(description: str, done: int | None, total: int | None, elapsed: float) -> str:
+    counts = ""
+    if done is not None:
+        counts = f"{done:,}/{total:,} ({100 * done / total:.0f}%), " if total else f"{done:,} done, "
+    return f"notelm: {description}: {counts}{elapsed:.0f} s"
+
+
+def at_least(option: str, value: int | None, low: int) -> None:
+    """Refuse an integer option below ``low`` (None: not given) in one line."""
+    if value is not None and value < low:
+        raise NotelmError(f"{option} must be >= {low}; got {value}")
+
+
+def check_outputs(paths: list[Path | None], *, force: bool, folder: bool = False) -> None:
+    """The check every writing command makes of its output paths before it starts working
+    (`notelm.io.files.check_output`), and that no two outputs share a path."""
+    from notelm.io.files import check_distinct, check_output
+
+    check_distinct(paths)
+    for path in paths:
+        if path is not None:
+            check_output(path, force=force, folder=folder)
+
+
+def print_json(data) -> None:
+    """Print a result as JSON, the one way every ``--json`` prints. NaN and Infinity are not
+    JSON (strict parsers reject them) and mean a broken result, so a result holding one is
+    refused in one line that names the field, never printed."""
+    try:
+        text = json.dumps(data, indent=2, allow_nan=False)
+    except ValueError:
+        where, value = _non_finite(data)
+        raise NotelmError(f"the result's {where or 'value'} is {value}, not a finite number; "
+                          "nothing printed (is the model broken?)") from None
+    print(text)
+
+
+def _non_finite(data, where: str = "") -> tuple[str, float] | tuple[None, None]:
+    """The path (``rows[0].bits_per_event``) and value of the first non-finite number in ``data``."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return where, data
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list | tuple) else ()
+    for key, value in items:
+        found = _non_finite(value, f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}".lstrip("."))
+        if found[0] is not None:
+            return found
+    return None, None
 
 
 def load(corpus: str, root: Path | None, *, no_cache: bool = False, workers: int | None = None,
@@ -70,7 +157,7 @@ def data_list(as_json: bool = JSON) -> None:
 
     rows = corpus_list()
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print_json(rows)
         return
     table = Table("corpus", "kind", "pieces", "license", "what")
     for r in rows:
@@ -90,7 +177,7 @@ def data_info(corpus: str, root: Path | None = ROOT, as_json: bool = JSON, no_ca
 
     info = corpus_info(load(corpus, root, no_cache=no_cache, workers=workers, strict=strict))
     if as_json:
-        print(json.dumps(info, indent=2))
+        print_json(info)
         return
     print_info(info)
 
@@ -119,10 +206,11 @@ def data_prepare(corpus: str, root: Path | None = ROOT, workers: int | None = WO
 
     Example: notelm data prepare maestro --root ~/data/maestro-v3.0.0
     """
-    from notelm.cache import cache_dir
+    from notelm.cache import cache_dir, usable
 
     c = load(corpus, root, workers=workers, strict=strict)
-    out.print(f"{corpus}: {len(c.pieces):,} pieces cached in {cache_dir()}, {len(c.skipped)} skipped")
+    where = f"cached in {cache_dir()}" if usable() else "read, not cached (the cache cannot be used)"
+    out.print(f"{corpus}: {len(c.pieces):,} pieces {where}, {len(c.skipped)} skipped")
 
 
 # ---- notelm idyom ---------------------------------------------------------------------------------
@@ -164,7 +252,15 @@ def idyom(
     notelm idyom essen-kinder --models both+ --escape c --no-update-exclusion --combine arithmetic --bias 2
     """
     from notelm.generation import check_settings
-    from notelm.idyom import check_kind, combine_config, generate_melodies, run_idyom, smoothing
+    from notelm.idyom import (
+        check_counts,
+        check_generate_outputs,
+        check_kind,
+        combine_config,
+        generate_melodies,
+        run_idyom,
+        smoothing,
+    )
     from notelm.viewpoints import parse_viewpoints
 
     check_kind(models)
@@ -174,18 +270,25 @@ def idyom(
     parse_viewpoints(viewpoints)  # bad settings fail here, before the corpus is read
     combine_config(combine, bias)
     combine_config(viewpoint_combine or combine, viewpoint_bias, "viewpoint combination: ")
-    check_settings(length=length, temperature=temperature, top_k=top_k, top_p=top_p)
+    check_settings(length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    check_counts(models=models, folds=folds, generate=generate)
+    check_outputs([output], force=force)
+    check_generate_outputs(corpus, generate_out, models=models, n=generate, force=force)
     settings = {"models": models, "ltm_config": ltm, "stm_config": stm, "combine": combine, "bias": bias,
                 "viewpoints": viewpoints, "viewpoint_combine": viewpoint_combine, "viewpoint_bias": viewpoint_bias}
     data = load(corpus, root)
-    result = run_idyom(data, folds=folds, output=output, force=force, **settings)
+    with progress_bar(f"IDyOM {models} on {corpus}"):
+        result = run_idyom(data, folds=folds, output=output, force=force, **settings)
     summary = result.summary()
     if generate:
-        paths = generate_melodies(data, generate_out, n=generate, length=length, temperature=temperature,
-                                  top_k=top_k, top_p=top_p, seed=seed, force=force, **settings)
+        from notelm.io.files import removed_on_failure
+
+        with progress_bar(f"generating {generate} melodies"), removed_on_failure([output]):
+            paths = generate_melodies(data, generate_out, n=generate, length=length, temperature=temperature,
+                                      top_k=top_k, top_p=top_p, seed=seed, force=force, **settings)
         summary["generated"] = [str(p) for p in paths]
     if as_json:
-        print(json.dumps(summary, indent=2))
+        print_json(summary)
         return
     table = Table(title=f"IDyOM {models} on {corpus} ({', '.join(summary['viewpoints'])})", show_header=False)
     table.add_row("mean IC per piece (bits)", f"{summary['mean_ic_per_piece']:.4f}")
@@ -203,6 +306,8 @@ def idyom(
             table.add_row(what, f"{summary[name]['method']}, bias {summary[name]['bias']:g}")
     if summary["folds"]:
         table.add_row("cross-validation", f"{summary['folds']} folds")
+    for reason, n in summary["skipped"].items():
+        table.add_row("skipped pieces", f"{n:,}: {reason}")
     out.print(table)
     if output is not None:
         out.print(f"per-event table written to {output}")
@@ -233,17 +338,20 @@ def encode(
     from notelm.encodings import get_encoding
     from notelm.encodings.report import roundtrip_report, show_tokens
 
+    at_least("--limit", limit, 1)
+    at_least("--show", show, 0)
     c = load(corpus, root)
-    pieces = c.pieces[:limit] if limit else c.pieces
+    pieces = c.pieces[:limit] if limit is not None else c.pieces
     from notelm.training.config import parse_pairs
 
     enc = get_encoding(encoding, **parse_pairs(settings))
     if enc.learns:
         enc.fit((c.split("train") or pieces) if enc.fits_on == "train" else pieces)
     if roundtrip:
-        report = roundtrip_report([*pieces, *(_skipped_items(c) if not limit else [])], enc)
+        with progress_bar(f"round trips of {len(pieces):,} pieces"):
+            report = roundtrip_report([*pieces, *(_skipped_items(c) if limit is None else [])], enc)
         if as_json:
-            print(json.dumps(report, indent=2))
+            print_json(report)
         else:
             out.print(f"{report['pieces']} pieces: {report['exact']} exact, {report['skipped']} skipped, "
                       f"{report['mismatched']} mismatched")
@@ -252,6 +360,8 @@ def encode(
             for m in report["mismatches"]:
                 out.print(f"  mismatch {m['id']}: {m['reason']}")
         return
+    if not pieces:
+        out.print(f"{corpus}: no pieces to show ({len(c.skipped)} files skipped)")
     shown = 0
     for piece in pieces:
         if shown >= show:
@@ -379,15 +489,18 @@ def train(
 
     Example: notelm train ccstm --corpus oneills --encoding dstm-frames --max-steps 2500 --out runs/ccstm
     """
-    import os
-
+    from notelm.models.registry import names
     from notelm.training import train as train_model
 
+    check_outputs([out_dir], force=True, folder=True)
     dev = int(devices) if devices.isdigit() else devices
-    path = train_model(model, out=out_dir, corpus=corpus, root=root, encoding=encoding, config_file=config,
-                       overrides=settings, preset=preset, max_steps=max_steps, max_epochs=max_epochs, devices=dev,
-                       accelerator=accelerator, strategy=strategy, num_nodes=num_nodes, precision=precision,
-                       resume=resume, force=force, progress=not quiet, threads=threads)
+    # Lightning draws its own bar for networks; a counting model's pass is silent without this
+    counting = model in names("counting")
+    with progress_bar(f"training {model}") if counting and not quiet else contextlib.nullcontext():
+        path = train_model(model, out=out_dir, corpus=corpus, root=root, encoding=encoding, config_file=config,
+                           overrides=settings, preset=preset, max_steps=max_steps, max_epochs=max_epochs,
+                           devices=dev, accelerator=accelerator, strategy=strategy, num_nodes=num_nodes,
+                           precision=precision, resume=resume, force=force, progress=not quiet, threads=threads)
     if os.environ.get("LOCAL_RANK", "0") == "0":
         m = json.loads((path / "metrics.json").read_text())
         best = m.get("best_val_loss")
@@ -415,9 +528,10 @@ def evaluate(
     """
     from notelm.leaderboard import evaluate_run
 
-    r = evaluate_run(run, corpus=corpus, root=root, split=split)
+    with progress_bar(f"scoring {run} on {corpus} {split}"):
+        r = evaluate_run(run, corpus=corpus, root=root, split=split)
     if as_json:
-        print(json.dumps(r, indent=2))
+        print_json(r)
         return
     if "rows" in r:  # a velocity run: its figures and its baselines' in one table
         table = Table("model", "MAE teacher-forced", "MAE greedy", "MAE expected", "Pearson", "std ratio",
@@ -444,6 +558,7 @@ def compare(
     root: Path | None = ROOT,
     split: str = typer.Option("test", "--split", help="train, valid or test."),
     png: Path | None = typer.Option(None, "--png", help="Also draw the leaderboard as a bar chart (PNG)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --png file."),
     as_json: bool = JSON,
 ) -> None:
     """A leaderboard of trained runs on one corpus split: bits per event (per encoding), accuracy.
@@ -452,11 +567,13 @@ def compare(
     """
     from notelm.leaderboard import compare_runs, plot_leaderboard
 
-    rows = compare_runs(runs, corpus=corpus, root=root, split=split)
+    check_outputs([png], force=force)
+    with progress_bar(f"scoring {len(runs)} runs on {corpus} {split}") as progress:
+        rows = compare_runs(runs, corpus=corpus, root=root, split=split, progress=progress)
     if png is not None:
-        plot_leaderboard(rows, png, title=f"{corpus} {split}")
+        plot_leaderboard(rows, png, title=f"{corpus} {split}", force=force)
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print_json(rows)
         return
     table = Table("run", "model", "encoding", "bits/event", "accuracy", "events", "size",
                   title=f"Leaderboard: {corpus} {split} (bits per event of each row's encoding)")
@@ -495,30 +612,36 @@ def generate(
     from notelm.compose import generate as compose
     from notelm.generation import check_settings
     from notelm.io import write_midi
-    from notelm.io.files import OutputExistsError
+    from notelm.io.files import removed_on_failure
 
-    check_settings(length=length, temperature=temperature, top_k=top_k, top_p=top_p)
-    for path in (output, wav, png):
-        if path is not None and path.exists() and not force:
-            raise OutputExistsError(path)
-    g = compose(run, primer=primer, length=length, seconds=seconds, temperature=temperature, top_k=top_k,
-                top_p=top_p, seed=seed, stop_at_eos=not no_stop, min_length=min_length)
-    write_midi(g.piece, output, force=force)
-    result = {"midi": str(output), "tokens": len(g.tokens) - g.primer_tokens, "primer_tokens": g.primer_tokens,
-              "notes": len(g.piece), "duration": g.piece.end, "time_unit": g.piece.time_unit,
-              "stopped_at_eos": g.stopped_at_eos}
-    if png is not None:
-        from notelm.render import plot_pianoroll
+    check_settings(length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                   min_length=min_length)
+    check_outputs([output, wav, png], force=force)
+    if wav is not None and soundfont is not None:
+        from notelm.render import find_soundfont
 
-        plot_pianoroll(g.piece, png, force=force, mark_from=g.primer_end or None)
-        result["png"] = str(png)
-    if wav is not None:
-        from notelm.render import render_wav
+        find_soundfont(soundfont)
+    with progress_bar("generating") as progress, removed_on_failure([output, wav, png]):
+        g = compose(run, primer=primer, length=length, seconds=seconds, temperature=temperature, top_k=top_k,
+                    top_p=top_p, seed=seed, stop_at_eos=not no_stop, min_length=min_length)
+        progress(1, 3)
+        write_midi(g.piece, output, force=force)
+        result = {"midi": str(output), "tokens": len(g.tokens) - g.primer_tokens, "primer_tokens": g.primer_tokens,
+                  "notes": len(g.piece), "duration": g.piece.end, "time_unit": g.piece.time_unit,
+                  "stopped_at_eos": g.stopped_at_eos}
+        if png is not None:
+            from notelm.render import plot_pianoroll
 
-        rendered = render_wav(g.piece, wav, soundfont=soundfont, force=force)
-        result.update(wav=str(wav), wav_seconds=rendered.seconds, synthesizer=rendered.synthesizer)
+            plot_pianoroll(g.piece, png, force=force, mark_from=g.primer_end or None)
+            result["png"] = str(png)
+        progress(2, 3)
+        if wav is not None:
+            from notelm.render import render_wav
+
+            rendered = render_wav(g.piece, wav, soundfont=soundfont, force=force)
+            result.update(wav=str(wav), wav_seconds=rendered.seconds, synthesizer=rendered.synthesizer)
     if as_json:
-        print(json.dumps(result, indent=2))
+        print_json(result)
         return
     out.print(f"{output}: {result['notes']} notes, {result['duration']:g} {result['time_unit']}s "
               f"({result['tokens']} tokens{', ended at the end-of-piece token' if g.stopped_at_eos else ''})")
@@ -584,11 +707,11 @@ def bench_generation(
     """
     from notelm.benchmarks import generation_speed, machine
 
-    if context < new_tokens + 2:
-        raise NotelmError(f"--context must exceed --tokens + 1 ({new_tokens + 1})")
-    r = {**generation_speed(context=context, new_tokens=new_tokens, preset=preset, device=device), "machine": machine()}
+    with progress_bar(f"sampling at context {context:,}"):
+        r = {**generation_speed(context=context, new_tokens=new_tokens, preset=preset, device=device),
+             "machine": machine()}
     if as_json:
-        print(json.dumps(r, indent=2))
+        print_json(r)
         return
     out.print(f"context {context}, {preset} transformer on {device}: cached {r['cached_tokens_per_s']:.1f} tokens/s, "
               f"uncached {r['uncached_tokens_per_s']:.1f} tokens/s ({r['speedup']:.1f}x); "
@@ -596,29 +719,110 @@ def bench_generation(
 
 
 @app.callback(invoke_without_command=True)
-def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+          debug: bool = typer.Option(False, "--debug", help="Show the traceback of an internal error "
+                                     "(also NOTELM_DEBUG=1; accepted anywhere on the line).")) -> None:
     if version:
         print(f"notelm {__version__}")
         raise typer.Exit()
 
 
-def main() -> None:
-    """Entry point: run the app, turning user errors into one line and a non-zero exit."""
+# ---- the entry point: exit statuses and the last-resort handler -----------------------------------
+
+EXIT_USER, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 3, 130  # and 2 for usage errors (click's own)
+
+
+def _command_name(args: list[str]) -> str:
+    """``notelm generate`` or ``notelm data info``: the command a line of arguments runs."""
+    groups = {g.name for g in app.registered_groups}  # commands that take a subcommand
+    words = [a for a in args if not a.startswith("-")][:2]
+    return " ".join(["notelm", *words[: 2 if words and words[0] in groups else 1]])
+
+
+def _take_debug(args: list[str]) -> bool:
+    """Remove ``--debug`` from the arguments (before any ``--``); whether it was there."""
+    end = args.index("--") if "--" in args else len(args)
+    found = "--debug" in args[:end]
+    args[:end] = [a for a in args[:end] if a != "--debug"]
+    return found
+
+
+def _fit_consoles() -> None:
+    """Off a terminal (a pipe, a file), print tables and lines whole instead of cutting them at
+    80 columns, and never fail on a character the stream cannot encode (a file name that is
+    not valid UTF-8 reaches Python as surrogates)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
+    for console in (out, err):
+        if not console.is_terminal:
+            console.width = 10_000
+
+
+def _say(command: str, message: str) -> None:
+    err.print(f"{command}: {message}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _usage_error(e: Exception) -> int:
+    """Click's usage errors in two lines (its own format takes four), --help pages as they are."""
+    kinds = {c.__name__ for c in type(e).__mro__}
+    ctx = getattr(e, "ctx", None)
+    if "NoArgsIsHelpError" in kinds or "UsageError" not in kinds:
+        e.show()
+        return e.exit_code
+    err.print(f"Error: {e.format_message()}", highlight=False, markup=False, soft_wrap=True)
+    if ctx is not None:
+        err.print(f"Try '{ctx.command_path} --help' for help.", highlight=False, markup=False)
+    return e.exit_code
+
+
+def _internal_error(command: str, e: BaseException, debug: bool) -> int:
+    """The safety net: an exception no code path expected, in one line naming the command."""
+    if debug:
+        traceback.print_exception(e)
+    what = (str(e).strip().splitlines() or [""])[0][:300]
+    hint = "" if debug else " (run with --debug or NOTELM_DEBUG=1 for the traceback)"
+    _say(command, f"internal error: {type(e).__name__}{': ' + what if what else ''}{hint}")
+    return EXIT_INTERNAL
+
+
+def run(args: list[str]) -> int:
+    """Run the command line ``args``; its exit status: 0, 1 (what the user gave is wrong), 2
+    (usage), 3 (an internal error: a bug), 130 (interrupted)."""
+    args = list(args)
+    debug = _take_debug(args) or os.environ.get("NOTELM_DEBUG", "") not in ("", "0")
+    command = _command_name(args)
+    _fit_consoles()
     try:
-        app(standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.showwarning = lambda message, category, *rest: _say(command, f"warning: {message}")
+            code = app(args=args, prog_name="notelm", standalone_mode=False)
     except NotelmError as e:
+        if debug:
+            traceback.print_exception(e)
         err.print(f"notelm: error: {e}", highlight=False, markup=False, soft_wrap=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        err.print("notelm: interrupted")
-        sys.exit(130)
+        return EXIT_USER
+    except KeyboardInterrupt:  # typer turns most into Exit(130), below; this catches the rest
+        code = EXIT_INTERRUPTED
     except (typer.Exit, SystemExit) as e:
-        sys.exit(getattr(e, "exit_code", getattr(e, "code", 0)))
-    except Exception as e:  # click's usage errors: click's own classes, or the copy newer typers vendor
+        code = getattr(e, "exit_code", getattr(e, "code", 0))
+    except MemoryError:
+        _say(command, "error: out of memory (ask for less: a shorter --length, a smaller corpus or model)")
+        return EXIT_USER
+    except Exception as e:  # click's usage errors (its own classes, or the copy typer vendors), then bugs
         kinds = {c.__name__ for c in type(e).__mro__}
         if "ClickException" in kinds:
-            e.show()
-            sys.exit(e.exit_code)
-        if "Abort" in kinds:
-            sys.exit(1)
-        raise
+            return _usage_error(e)
+        if "Abort" in kinds:  # end of input at a prompt
+            _say(command, "aborted")
+            return EXIT_USER
+        return _internal_error(command, e, debug)
+    code = 0 if code is None else code
+    if code == EXIT_INTERRUPTED:
+        _say(command, "interrupted")
+    return code if isinstance(code, int) else EXIT_USER
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the command line (``sys.argv`` unless given) and exit with its status."""
+    sys.exit(run(sys.argv[1:] if argv is None else argv))

@@ -16,6 +16,7 @@ import numpy as np
 
 from notelm.encodings.vocab import EOS_ID
 from notelm.errors import NotelmError
+from notelm.generation import MAX_TOKENS
 from notelm.models.base import SequenceModel
 from notelm.pieces import Piece
 
@@ -34,14 +35,21 @@ class Generated:
 
 
 def primer_tokens(encoding, path: str | Path, *, melodic: bool) -> tuple[list[int], float]:
-    """Token ids of the first piece in a file (up to its EOS) and where it ends."""
+    """Token ids of the first piece in a file (up to its EOS) and where it ends. A primer the
+    run's encoding cannot represent is a `NotelmError` that names the file."""
     from notelm.encodings.base import content_ids
     from notelm.io import read
 
     piece = read(path)[0]
     if melodic:
         piece = piece.melody()
-    ids = content_ids(encoding.encode(piece), len(encoding.vocab))
+    if not len(piece):
+        raise NotelmError(f"{path}: no notes to continue (its melodic line is empty)" if melodic
+                          else f"{path}: no notes to continue")
+    try:
+        ids = content_ids(encoding.encode(piece), len(encoding.vocab))
+    except NotelmError as e:
+        raise NotelmError(f"{path}: cannot be a primer for this run's {encoding.name} encoding ({e})") from None
     return [int(t) for t in ids], encoding.decode(ids).end
 
 
@@ -90,13 +98,15 @@ def generate(run: str | Path, *, primer: str | Path | None = None, length: int |
     EOS (the end of a piece) unless ``stop_at_eos`` is False, and never before ``min_length``
     sampled tokens.
     """
-    from notelm.generation import sample
+    from notelm.generation import check_settings, sample
     from notelm.runs import open_run
 
     if length is not None and seconds is not None:
         raise NotelmError("give --length or --seconds, not both")
-    if seconds is not None and not seconds > 0:
-        raise NotelmError(f"--seconds must be > 0; got {seconds}")
+    if seconds is not None and not 0 < seconds < math.inf:
+        raise NotelmError(f"--seconds must be a finite number > 0; got {seconds}")
+    check_settings(length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                   min_length=min_length)
     r = open_run(run)
     if r.kind == "seq2seq":
         raise NotelmError(f"{run}: a {r.model_name} run predicts velocities for given notes; "
@@ -113,6 +123,9 @@ def generate(run: str | Path, *, primer: str | Path | None = None, length: int |
     if seconds is not None:
         rate = r.config["data"].get("tokens_per_second") or 8.0
         length = math.ceil(seconds * rate * 1.25) + 8
+        if length > MAX_TOKENS:
+            raise NotelmError(f"--seconds {seconds:g} needs about {length:,} tokens of this run's encoding, "
+                              f"more than one sample may have ({MAX_TOKENS:,})")
     length = DEFAULT_LENGTH if length is None else length
     if min_length:
         model = NoEarlyEnd(model, min_length)

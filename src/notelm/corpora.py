@@ -28,10 +28,11 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import os
 import re
 import unicodedata
+import warnings
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -41,6 +42,7 @@ import numpy as np
 from notelm import cache as piece_cache
 from notelm.errors import NotelmError, ReadError, UnknownNameError
 from notelm.io import SUFFIXES, read_items
+from notelm.io.files import file_problem
 from notelm.pieces import Piece
 
 SPLITS = ("train", "valid", "test")
@@ -69,7 +71,7 @@ class CorpusSpec:
     name: str
     description: str
     license: str
-    files: Callable[[Path | None], list[Path]]  # the source files, in corpus order
+    files: Callable[[Path | None], list[Path | ReadError]]  # the source files, in corpus order (or why not)
     melodic: bool = False  # models see the monophonic line (Piece.melody())
     time_unit: str = "beat"  # for MIDI sources
     needs_root: bool = False
@@ -118,7 +120,8 @@ def hash_split(piece_id: str, fractions: tuple[float, float, float] = DEFAULT_FR
     """A split that depends only on the piece id: stable across runs, machines and orderings."""
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
         raise NotelmError(f"split fractions must be three non-negative numbers summing to 1, not {fractions}")
-    u = int.from_bytes(hashlib.sha1(piece_id.encode()).digest()[:8], "big") / 2**64
+    # a file name that is not UTF-8 reaches Python with surrogates: hash the name's own bytes
+    u = int.from_bytes(hashlib.sha1(piece_id.encode("utf-8", "surrogateescape")).digest()[:8], "big") / 2**64
     edges = np.cumsum(fractions)
     return SPLITS[min(int(np.searchsorted(edges, u, side="right")), 2)]
 
@@ -248,34 +251,77 @@ def _bach_files(root: Path | None) -> list[Path]:
 
 
 def _walk(root: Path | None, suffixes: tuple[str, ...], exclude: tuple[str, ...] = ()) -> list[Path]:
+    """Every entry under ``root`` with one of ``suffixes``, sorted: files, and also what only
+    looks like one (a folder named ``x.mid``, a broken link), which `load_corpus` lists as
+    skipped with the reason instead of dropping it without a word."""
     assert root is not None
     return sorted(
         p for p in root.rglob("*")
-        if p.suffix.lower() in suffixes and p.is_file() and not set(p.relative_to(root).parts) & set(exclude)
+        if p.suffix.lower() in suffixes and not set(p.relative_to(root).parts) & set(exclude)
     )
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why a listed ``path`` cannot be read as a file (None when it is a regular file)."""
+    why = file_problem(path)
+    return "listed in the corpus metadata but missing" if why == "no such file" else why
+
+
+MAESTRO_SPLITS = {"train": "train", "validation": "valid", "test": "test"}
+
+
+def _csv_rows(path: Path) -> tuple[list[str], list[dict]]:
+    """The header and rows of a UTF-8 csv file; `NotelmError` naming it when it is not one."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            return list(reader.fieldnames or []), list(reader)
+    except UnicodeDecodeError as e:
+        raise NotelmError(f"{path}: not UTF-8 text (byte {e.start}); a MAESTRO csv is UTF-8") from None
+    except (csv.Error, OSError) as e:
+        raise NotelmError(f"{path}: not a readable csv file ({e})") from None
 
 
 def _maestro_csv(root: Path) -> Path:
     candidates = sorted(root.glob("maestro*.csv")) or sorted(root.glob("*.csv"))
     for c in candidates:
-        with open(c, newline="", encoding="utf-8") as f:
-            if "midi_filename" in (csv.DictReader(f).fieldnames or []):
-                return c
+        if "midi_filename" in _csv_rows(c)[0]:
+            return c
     raise NotelmError(f"{root}: no MAESTRO metadata csv (with a midi_filename column) in this folder")
 
 
-def _maestro_rows(root: Path) -> list[dict]:
-    with open(_maestro_csv(root), newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+def _maestro_rows(root: Path) -> tuple[Path, list[dict]]:
+    path = _maestro_csv(root)
+    header, rows = _csv_rows(path)
+    if "split" not in header:
+        raise NotelmError(f"{path}: no 'split' column; MAESTRO's csv gives each file's split "
+                          f"({', '.join(MAESTRO_SPLITS)})")
+    return path, rows
 
 
-def _maestro_files(root: Path | None) -> list[Path]:
-    return [root / row["midi_filename"] for row in _maestro_rows(root)]  # csv order, as MAESTRO lists them
+def _maestro_entry(root: Path, csv_path: Path, row: dict) -> Path | ReadError:
+    """The file a csv row names, or why it is not read: a path outside ``root`` (absolute, or
+    climbing out with ``..``: notelm reads nothing outside the corpus folder), or a split
+    MAESTRO does not have."""
+    name = row.get("midi_filename") or ""
+    where = root / name
+    if not name or Path(name).is_absolute() or os.path.normpath(name).split(os.sep)[0] == "..":
+        return ReadError(where if name else csv_path, f"outside --root ({name!r} in {csv_path.name}); "
+                         "notelm reads only files under the corpus folder")
+    if row.get("split") not in MAESTRO_SPLITS:
+        return ReadError(where, f"unknown split {row.get('split')!r} in {csv_path.name} "
+                         f"(MAESTRO's are {', '.join(MAESTRO_SPLITS)})")
+    return where
+
+
+def _maestro_files(root: Path | None) -> list[Path | ReadError]:
+    csv_path, rows = _maestro_rows(root)
+    return [_maestro_entry(root, csv_path, row) for row in rows]  # csv order, as MAESTRO lists them
 
 
 def _maestro_splits(root: Path) -> dict[str, str]:
-    names = {"train": "train", "validation": "valid", "test": "test"}
-    return {row["midi_filename"]: names[row["split"]] for row in _maestro_rows(root)}
+    return {row["midi_filename"]: MAESTRO_SPLITS[row["split"]] for row in _maestro_rows(root)[1]
+            if row.get("split") in MAESTRO_SPLITS and row.get("midi_filename")}
 
 
 def _maestro_sample() -> Path:
@@ -374,26 +420,63 @@ def _cached(path: Path, time_unit: str, kind: str) -> tuple[str, list[Piece | Re
     return key, piece_cache.load(key, path)
 
 
-def _read_file(args: tuple[str, str, str, bool]) -> tuple[str, list[Piece | ReadError]]:
-    """Worker: read one file, through the cache when ``use_cache``; returns (path, items)."""
+def _read_file(args: tuple[str, str, str, bool]) -> tuple[str, list[Piece | ReadError], str | None]:
+    """Worker: read one file, through the cache when ``use_cache``; returns (path, items, why
+    its cache entry could not be written or None)."""
     path_s, time_unit, kind, use_cache = args
     path = Path(path_s)
-    key, items = "", None
+    key, items, note = "", None, None
     if use_cache:
         try:
             key, items = _cached(path, time_unit, kind)
         except OSError as e:
-            return path_s, [ReadError(path, f"cannot read it ({e.strerror})")]
+            return path_s, [ReadError(path, f"cannot read it ({e.strerror})")], None
     if items is None:
         try:
             items = read_thesession(path) if kind == "thesession" else read_items(path, time_unit=time_unit)
         except ReadError as e:
             items = [e]
-        except Exception as e:  # a reader bug must not stop a batch: skip the file, say why
-            items = [ReadError(path, f"unexpected reader failure: {type(e).__name__}: {e}")]
         if use_cache:
-            piece_cache.store(key, items, path)
-    return path_s, items
+            note = piece_cache.store(key, items, path)
+    return path_s, items, note
+
+
+def _ignore_interrupts() -> None:
+    """Worker initializer: Ctrl-C is the parent's to handle (one line), not every worker's traceback."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _parse_in_parallel(todo: list, n_workers: int, collect: Callable) -> None:
+    """`_read_file` over ``todo`` in ``n_workers`` processes, each result to ``collect``.
+
+    A worker that dies (killed, out of memory, a parser crashing in C) fails the batch in one
+    line (`concurrent.futures`' BrokenProcessPool; a `multiprocessing.Pool` would wait for its
+    result forever). Workers ignore Ctrl-C, which is the parent's to handle: when the parent is
+    interrupted or fails, the workers are stopped at once rather than left to finish the corpus."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = ProcessPoolExecutor(n_workers, initializer=_ignore_interrupts)
+    try:
+        for result in pool.map(_read_file, todo, chunksize=max(1, len(todo) // (8 * n_workers))):
+            collect(*result)
+    except BrokenProcessPool:
+        raise NotelmError("a process reading the corpus died (out of memory, or a parser crashed); "
+                          "run again with --workers 1 to see which file") from None
+    except BaseException:
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def _check_workers(workers: int | None) -> int | None:
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise NotelmError(f"--workers must be an int >= 1; got {workers!r}")
+    return workers
 
 
 def load_corpus(
@@ -409,15 +492,20 @@ def load_corpus(
     """Read a named corpus (through the cache); unreadable files are skipped and listed.
 
     ``progress(done, total)`` is called as files finish. ``strict`` turns the first skipped
-    file into an error. ``use_cache=False`` parses everything again and writes nothing.
+    file into an error. ``use_cache=False`` parses everything again and writes nothing; a
+    cache that cannot be used is a warning (`notelm.cache.CacheWarning`), never a failure.
     """
     spec = get_spec(name)
+    _check_workers(workers)
     root_path = _check_root(spec, root)
-    files = spec.files(root_path)
-    missing = [f for f in files if not f.is_file()]
-    files = [f for f in files if f.is_file()]
+    listed = spec.files(root_path)
+    refused = [e for e in listed if isinstance(e, ReadError)]
+    refused += [ReadError(f, why) for f in listed if not isinstance(f, ReadError) and (why := _not_a_file(f))]
+    files = [f for f in listed if not isinstance(f, ReadError) and f.is_file()]
+    use_cache = use_cache and piece_cache.usable()
     kind = spec.reader
     results: dict[str, list[Piece | ReadError]] = {}
+    notes: list[str] = []
     todo = []
     for f in files:  # cache hits are cheap: serve them here, parse the rest in parallel
         hit = None
@@ -428,30 +516,31 @@ def load_corpus(
             results[str(f)] = hit
         else:
             todo.append((str(f), spec.time_unit, kind, use_cache))
-    done = len(results)
+
+    def collect(path_s: str, items: list[Piece | ReadError], note: str | None) -> None:
+        results[path_s] = items
+        if note:
+            notes.append(note)
+        if progress:
+            progress(len(results), len(files))
+
     if progress:
-        progress(done, len(files))
+        progress(len(results), len(files))
     n_workers = max(1, min(workers or _cpu_count(), len(todo)))
     if n_workers > 1:
-        with ProcessPoolExecutor(n_workers) as pool:
-            outputs = pool.map(_read_file, todo, chunksize=max(1, len(todo) // (8 * n_workers)))
-            for path_s, items in outputs:
-                results[path_s] = items
-                done += 1
-                if progress:
-                    progress(done, len(files))
+        _parse_in_parallel(todo, n_workers, collect)
     else:
         for job in todo:
-            path_s, items = _read_file(job)
-            results[path_s] = items
-            done += 1
-            if progress:
-                progress(done, len(files))
-    return _assemble(spec, root_path, files, missing, results, fractions, strict)
+            collect(*_read_file(job))
+    if notes:
+        warnings.warn(piece_cache.CacheWarning(
+            f"{len(notes)} cache entr{'y' if len(notes) == 1 else 'ies'} could not be written ({notes[0]}); "
+            "those files are parsed again next time"), stacklevel=2)
+    return _assemble(spec, root_path, files, refused, results, fractions, strict)
 
 
-def _assemble(spec, root, files, missing, results, fractions, strict) -> Corpus:
-    skipped = [{"path": str(f), "reason": "listed in the corpus metadata but missing"} for f in missing]
+def _assemble(spec, root, files, refused, results, fractions, strict) -> Corpus:
+    skipped = [{"path": e.path, "reason": e.reason} for e in refused]
     pieces: list[Piece] = []
     for f in files:
         for item in results[str(f)]:

@@ -11,6 +11,7 @@ Legend: A alphabet size.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,17 +26,40 @@ class SamplingError(NotelmError, ValueError):
     """A sampling setting that cannot be used."""
 
 
+MAX_TOKENS = 1_000_000  # one sample; a MAESTRO performance is ~20k events, more is a typo or a hang
+MAX_SEED = 2**32 - 1  # seeds numpy, torch and Lightning all take
+
+
+def _is_int(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | np.integer)
+
+
+def _is_number(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float | np.integer | np.floating)
+
+
+def check_seed(seed: object) -> None:
+    """Raise `SamplingError` unless ``seed`` is None or an int in 0..2**32-1."""
+    if seed is not None and (not _is_int(seed) or not 0 <= seed <= MAX_SEED):
+        raise SamplingError(f"seed must be an int from 0 to {MAX_SEED} (2**32 - 1); got {seed!r}")
+
+
 def check_settings(*, length: int | None = None, temperature: float = 1.0, top_k: int | None = None,
-                   top_p: float | None = None) -> None:
-    """Raise `SamplingError` with the reason for a setting out of range."""
-    if length is not None and (isinstance(length, bool) or not isinstance(length, int | np.integer) or length < 0):
-        raise SamplingError(f"length must be an int >= 0; got {length!r}")
-    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not temperature >= 0:
-        raise SamplingError(f"temperature must be a number >= 0; got {temperature!r}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or top_k < 1):
+                   top_p: float | None = None, seed: object = None, min_length: int = 0) -> None:
+    """Raise `SamplingError` with the reason for a setting out of range. ``seed`` may also be
+    a numpy Generator (the sampler's own callers pass one)."""
+    if length is not None and (not _is_int(length) or not 0 <= length <= MAX_TOKENS):
+        raise SamplingError(f"length must be an int >= 0 (at most {MAX_TOKENS:,}); got {length!r}")
+    if not _is_int(min_length) or not 0 <= min_length <= MAX_TOKENS:
+        raise SamplingError(f"min-length must be an int >= 0 (at most {MAX_TOKENS:,}); got {min_length!r}")
+    if not _is_number(temperature) or not 0 <= temperature < math.inf:
+        raise SamplingError(f"temperature must be a finite number >= 0; got {temperature!r}")
+    if top_k is not None and (not _is_int(top_k) or top_k < 1):
         raise SamplingError(f"top-k must be an int >= 1; got {top_k!r}")
-    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, int | float) or not 0 < top_p <= 1):
+    if top_p is not None and (not _is_number(top_p) or not 0 < top_p <= 1):
         raise SamplingError(f"top-p must be a number in (0, 1]; got {top_p!r}")
+    if not isinstance(seed, np.random.Generator):
+        check_seed(seed)
 
 
 def filter_log_probs(log_p: np.ndarray, *, temperature: float = 1.0, top_k: int | None = None,
@@ -78,7 +102,7 @@ def sample(model: SequenceModel, *, length: int, temperature: float = 1.0, top_k
     ``stop``: tokens that end the sample early (the stop token is the last one returned),
     e.g. ``(EOS_ID,)`` to stop at the end of a piece, as the grid tutorial does.
     """
-    check_settings(length=length, temperature=temperature, top_k=top_k, top_p=top_p)
+    check_settings(length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     state = model.start(primer) if state is None else state
     out = []

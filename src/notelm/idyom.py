@@ -10,6 +10,7 @@ samples new melodies from a model trained on the whole corpus and writes them as
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -32,8 +33,11 @@ class IdyomSettingsError(NotelmError, ValueError):
     """A setting of an IDyOM run that cannot be used."""
 
 
+MAX_ORDER_BOUND = 2**31 - 1  # the PPM kernels count in machine integers; a bound past every piece is 'none'
+
+
 def parse_order_bound(text: str | int | None) -> int | None:
-    """``"none"`` (or None) -> unbounded PPM*; else an int >= 0."""
+    """``"none"`` (or None) -> unbounded PPM*; else an int from 0 to MAX_ORDER_BOUND."""
     if text is None or (isinstance(text, str) and text.strip().lower() in ("none", "unbounded")):
         return None
     try:
@@ -42,6 +46,9 @@ def parse_order_bound(text: str | int | None) -> int | None:
         bound = -1
     if bound < 0 or isinstance(text, bool):
         raise IdyomSettingsError(f"order bound must be an integer >= 0 or 'none'; got {text!r}")
+    if bound > MAX_ORDER_BOUND:
+        raise IdyomSettingsError(f"order bound must be an integer >= 0 or 'none', at most {MAX_ORDER_BOUND:,} "
+                                 f"(a bound longer than every piece is 'none'); got {text!r}")
     return bound
 
 
@@ -82,10 +89,27 @@ def check_kind(models: str) -> str:
 
 
 def combine_config(method: str, bias: float, what: str = "") -> CombineConfig:
+    """The combination of a run; a bias that is not a finite number >= 0 is refused (an
+    infinite one would make every weight equal without a word)."""
     try:
-        return CombineConfig(method=str(method).lower(), bias=float(bias))
+        bias = float(bias)
+    except (TypeError, ValueError):
+        raise IdyomSettingsError(f"{what}bias must be a number >= 0; got {bias!r}") from None
+    if not math.isfinite(bias):
+        raise IdyomSettingsError(f"{what}bias must be a finite number >= 0; got {bias!r}")
+    try:
+        return CombineConfig(method=str(method).lower(), bias=bias)
     except (TypeError, ValueError) as e:
         raise IdyomSettingsError(f"{what}{e}") from None
+
+
+def check_counts(*, models: str, folds: int, generate: int = 0) -> None:
+    """The counts of a run, checked before the corpus is read: folds for LTM kinds (whether
+    there are that many pieces is known only then) and the number of melodies to generate."""
+    if models != "stm" and (isinstance(folds, bool) or not isinstance(folds, int) or folds < 2):
+        raise IdyomSettingsError(f"--folds: k must be an int between 2 and the number of pieces; got {folds!r}")
+    if isinstance(generate, bool) or not isinstance(generate, int) or generate < 0:
+        raise IdyomSettingsError(f"--generate must be an int >= 0; got {generate!r}")
 
 
 @dataclass
@@ -105,10 +129,16 @@ class IdyomResult:
                 **self.settings}
 
 
-def _melodies(corpus: Corpus | Sequence[Piece]) -> tuple[str, list[Piece]]:
-    if isinstance(corpus, Corpus):
-        return corpus.name, corpus.melodies()
-    return "pieces", [p.melody() for p in corpus]
+def _melodies(corpus: Corpus | Sequence[Piece]) -> tuple[str, list[Piece], int]:
+    """The corpus's name, its melodic lines, and how many pieces were left out: a piece whose
+    line is empty (a file of drums only) has no pitch to predict. A corpus left with no
+    melody is an error."""
+    name, pieces = (corpus.name, corpus.pieces) if isinstance(corpus, Corpus) else ("pieces", list(corpus))
+    melodies = [m for m in (p.melody() for p in pieces) if len(m)]
+    if not melodies:
+        raise IdyomSettingsError(f"{name}: no piece has a melody to model "
+                                 f"({len(pieces)} pieces, none with a note outside the drum tracks)")
+    return name, melodies, len(pieces) - len(melodies)
 
 
 def build_system(melodies: Sequence[Piece], viewpoints: str | Sequence[str]) -> tuple[list[Melody], list[ViewpointCoder]]:
@@ -142,11 +172,11 @@ def run_idyom(corpus: Corpus | Sequence[Piece], *, models: str = "both+", ltm_co
     stm_config = stm_config or PPMConfig.idyom_stm()
     both = combine_config(combine, bias)
     across = combine_config(viewpoint_combine or combine, viewpoint_bias, "viewpoint combination: ")
-    name, pieces = _melodies(corpus)
-    if output is not None and Path(output).exists() and not force:
-        from notelm.io.files import OutputExistsError
+    if output is not None:
+        from notelm.io.files import check_output
 
-        raise OutputExistsError(Path(output))  # before the work, not after it
+        check_output(output, force=force)  # before the work, not after it
+    name, pieces, left_out = _melodies(corpus)
     if models != "stm":
         try:
             fold_of(len(pieces), folds)
@@ -174,10 +204,20 @@ def run_idyom(corpus: Corpus | Sequence[Piece], *, models: str = "both+", ltm_co
                 "ltm": ltm_config.to_dict() if models != "stm" else None,
                 "stm": stm_config.to_dict() if models in ("stm", "both", "both+") else None,
                 "combine": both.to_dict() if models in ("both", "both+") else None,
-                "viewpoint_combine": across.to_dict() if len(coders) > 1 else None}
+                "viewpoint_combine": across.to_dict() if len(coders) > 1 else None,
+                "skipped": {"no melody (drum tracks only)": left_out} if left_out else {}}
     if output is not None:
         evaluation.write_csv(output, force=force)
     return IdyomResult(evaluation=evaluation, seconds=seconds, settings=settings)
+
+
+def melody_paths(out_dir: str | Path, *, name: str, models: str, n: int, force: bool) -> list[Path]:
+    """The files `generate_melodies` writes, checked (`notelm.io.files.check_output`): the
+    folder can take them, and none exists unless ``force``."""
+    from notelm.io.files import check_output
+
+    out_dir = check_output(out_dir, folder=True)
+    return [check_output(out_dir / f"{name}-{models}-{i:03d}.mid", force=force, probe=False) for i in range(n)]
 
 
 def generate_melodies(corpus: Corpus | Sequence[Piece], out_dir: str | Path, *, n: int,
@@ -195,25 +235,19 @@ def generate_melodies(corpus: Corpus | Sequence[Piece], out_dir: str | Path, *, 
     linked with dur or ioi. Notes follow each other without rests. ``length``: notes per
     melody (default: the corpus's median). Files: ``<corpus>-<models>-<i>.mid``.
     """
-    from notelm.generation import check_settings, melody_piece, sample
-    from notelm.io import write_midi
+    from notelm.generation import check_settings
+    from notelm.io.files import removed_on_failure
     from notelm.models.combine import Combined
     from notelm.models.ppm import PPM
 
     check_kind(models)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise IdyomSettingsError(f"the number of melodies to generate must be an int >= 1; got {n!r}")
-    check_settings(length=length, temperature=temperature, top_k=top_k, top_p=top_p)
-    name, pieces = _melodies(corpus)
+    check_settings(length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    name, pieces, _ = _melodies(corpus)
     melodies, coders = build_system(pieces, viewpoints)
     length = int(np.median([len(m) for m in melodies])) if length is None else length
-    out_dir = Path(out_dir)
-    paths = [out_dir / f"{name}-{models}-{i:03d}.mid" for i in range(n)]
-    existing = [p for p in paths if p.exists()]
-    if existing and not force:
-        from notelm.io.files import OutputExistsError
-
-        raise OutputExistsError(existing[0])
+    paths = melody_paths(out_dir, name=name, models=models, n=n, force=force)
     ltm_config, stm_config = ltm_config or PPMConfig.idyom_ltm(), stm_config or PPMConfig.idyom_stm()
     both = combine_config(combine, bias)
     pitch_model = MultipleViewpointModel(
@@ -231,12 +265,29 @@ def generate_melodies(corpus: Corpus | Sequence[Piece], out_dir: str | Path, *, 
     dur_model = Combined(parts, config=both)
     rng = np.random.default_rng(seed)
     filters = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
-    for path in paths:
-        dur = alphabets.dur[sample(dur_model, length=length, seed=rng, **filters)]
-        onset = np.r_[0, np.cumsum(dur)[:-1]]
-        timing = Melody(ids=np.zeros(length, np.int64), pitch=np.zeros(length, np.int64), onset=onset, dur=dur)
-        ids = sample(pitch_model, length=length, seed=rng, state=pitch_model.start(timing=timing), **filters)
-        piece = melody_piece(alphabets.pitch[ids], dur / TICKS_PER_BEAT, piece_id=path.stem,
-                             title=f"notelm idyom {models} on {name}, {', '.join(c.name for c in coders)}")
-        write_midi(piece, path, force=force)
+    with removed_on_failure(paths):
+        for path in paths:
+            _write_melody(path, dur_model, pitch_model, alphabets, coders, length=length, rng=rng,
+                          filters=filters, title=f"notelm idyom {models} on {name}", force=force)
     return paths
+
+
+def _write_melody(path: Path, dur_model, pitch_model, alphabets, coders, *, length: int, rng, filters: dict,
+                  title: str, force: bool) -> None:
+    """One sampled melody: durations first, then pitches note by note, as MIDI."""
+    from notelm.generation import melody_piece, sample
+    from notelm.io import write_midi
+
+    dur = alphabets.dur[sample(dur_model, length=length, seed=rng, **filters)]
+    onset = np.r_[0, np.cumsum(dur)[:-1]]
+    timing = Melody(ids=np.zeros(length, np.int64), pitch=np.zeros(length, np.int64), onset=onset, dur=dur)
+    ids = sample(pitch_model, length=length, seed=rng, state=pitch_model.start(timing=timing), **filters)
+    piece = melody_piece(alphabets.pitch[ids], dur / TICKS_PER_BEAT, piece_id=path.stem,
+                         title=f"{title}, {', '.join(c.name for c in coders)}")
+    write_midi(piece, path, force=force)
+
+
+def check_generate_outputs(corpus_name: str, out_dir: str | Path, *, models: str, n: int, force: bool) -> None:
+    """`melody_paths` for a corpus known by name only (before it is read)."""
+    if n:
+        melody_paths(out_dir, name=corpus_name, models=models, n=n, force=force)

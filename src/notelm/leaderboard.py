@@ -10,13 +10,19 @@ unit, and the chart groups by encoding.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from notelm.errors import NotelmError
 from notelm.evaluation import evaluate, frame_metrics
 from notelm.models.base import SequenceModel
+
+
+class NothingToScoreError(NotelmError):
+    """A split with no events the run's encoding can write, or a model whose figures are not numbers."""
 
 
 class _Given(SequenceModel):
@@ -55,45 +61,64 @@ def evaluate_run(run: str | Path, *, corpus: str, root: str | Path | None = None
     if c.spec.melodic:
         pieces = [p.melody() for p in pieces]
     sequences, skipped = encode_pieces(encoding, pieces)
+    events = int(sum(len(s) for s in sequences))
+    if not events:
+        raise NothingToScoreError(_nothing_to_score(run, corpus, split, len(pieces), skipped, encoding.name))
     dists = model.distributions(sequences)
     ev = evaluate(_Given(dists, model.alphabet_size), sequences)
     correct = sum(int((d.argmax(axis=1) == s).sum()) for d, s in zip(dists, sequences))
-    events = int(sum(len(s) for s in sequences))
+    if not math.isfinite(ev.mean_ic_per_event()):
+        raise NothingToScoreError(f"{run}: its model gives {ev.mean_ic_per_event()} bits per event on {corpus} "
+                                  f"{split}: its predictions are not probabilities (damaged weights or counts?)")
     return {
-        "run": str(r.path), "model": r.model_name, "preset": r.config["model"].get("preset"),
+        "run": str(r.path), "model": r.model_name, "kind": r.kind, "description": r.spec.description,
+        "preset": r.config["model"].get("preset"),
         "mode": r.config["model"]["config"].get("mode"),  # a PPM's: ltm, ltm+, stm, both, both+
         "encoding": encoding.name, "unit": f"bits per {encoding.name} token",
         "corpus": corpus, "split": split, "pieces": len(sequences), "skipped": dict(skipped),
         "events": events,
-        "bits_per_event": ev.mean_ic_per_event() if events else None,
-        "mean_ic_per_piece": ev.mean_ic() if events else None,
-        "mean_entropy": ev.mean_entropy() if events else None,
-        "accuracy": correct / events if events else None,
+        "bits_per_event": ev.mean_ic_per_event(),
+        "mean_ic_per_piece": ev.mean_ic(),
+        "mean_entropy": ev.mean_entropy(),
+        "accuracy": correct / events,
         # the same in nats, and only where the token changes (the DSTM paper's "EVT" figures)
-        **({k: v for k, v in frame_metrics(sequences, dists).items() if k != "events"} if events else {}),
+        **{k: v for k, v in frame_metrics(sequences, dists).items() if k != "events"},
         "parameters": r.metrics.get("parameters"), "counts": r.metrics.get("counts"),
         "train_seconds": r.metrics.get("train_seconds"),
         "global_step": r.metrics.get("global_step"),
     }
 
 
+def _nothing_to_score(run, corpus: str, split: str, pieces: int, skipped, encoding: str) -> str:
+    if not pieces:
+        return f"{run}: nothing to score: {corpus} has no pieces in its {split} split"
+    reasons = "; ".join(f"{reason}: {n}" for reason, n in dict(skipped).items()) or "no events in them"
+    return (f"{run}: nothing to score: the {pieces} pieces of {corpus} {split} cannot be written in this "
+            f"run's {encoding} encoding ({reasons})")
+
+
 def compare_runs(runs: Sequence[str | Path], *, corpus: str, root: str | Path | None = None,
-                 split: str = "test") -> list[dict]:
-    """`evaluate_run` for every run, best (fewest bits per event) first within each encoding."""
+                 split: str = "test", progress: Callable[[int, int], None] | None = None) -> list[dict]:
+    """`evaluate_run` for every run, best (fewest bits per event) first within each encoding.
+    ``progress(done, total)`` is called after each run. A velocity run is refused: it is scored
+    by MAE (`notelm evaluate`), not bits per event."""
     from notelm.runs import open_run
 
     for run in runs:
         if open_run(run).kind == "seq2seq":
-            from notelm.errors import NotelmError
-
             raise NotelmError(f"{run}: a velocity run is scored by MAE, not bits per event; "
                               "notelm evaluate shows it beside its baselines")
-    rows = [evaluate_run(r, corpus=corpus, root=root, split=split) for r in runs]
-    return sorted(rows, key=lambda r: (r["encoding"], r["bits_per_event"] if r["bits_per_event"] is not None else np.inf))
+    rows = []
+    for i, r in enumerate(runs):
+        rows.append(evaluate_run(r, corpus=corpus, root=root, split=split))
+        if progress:
+            progress(i + 1, len(runs))
+    return sorted(rows, key=lambda r: (r["encoding"], r["bits_per_event"]))
 
 
-def plot_leaderboard(rows: Sequence[dict], path: str | Path, *, title: str = "") -> Path:
-    """A horizontal bar chart of bits per event, one bar per row, labelled with its encoding."""
+def plot_leaderboard(rows: Sequence[dict], path: str | Path, *, title: str = "", force: bool = False) -> Path:
+    """A horizontal bar chart of bits per event, one bar per row, labelled with its encoding;
+    an existing file is replaced only with ``force``."""
     import io
 
     import matplotlib
@@ -101,10 +126,11 @@ def plot_leaderboard(rows: Sequence[dict], path: str | Path, *, title: str = "")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from notelm.io.files import atomic_write_bytes
+    from notelm.io.files import atomic_write_bytes, check_output
 
+    check_output(path, force=force)
     labels = [f"{Path(r['run']).name} ({r['model']}, {r['encoding']})" for r in rows]
-    values = [r["bits_per_event"] or 0.0 for r in rows]
+    values = [r["bits_per_event"] for r in rows]
     encodings = sorted({r["encoding"] for r in rows})
     colors = [plt.cm.tab10(encodings.index(r["encoding"]) % 10) for r in rows]
     fig, ax = plt.subplots(figsize=(8, 1 + 0.45 * len(rows)), dpi=100)
@@ -120,4 +146,4 @@ def plot_leaderboard(rows: Sequence[dict], path: str | Path, *, title: str = "")
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue(), force=True)
+    return atomic_write_bytes(path, buf.getvalue(), force=force)

@@ -14,17 +14,19 @@ geometric mean with bias 2. Two more rows show Pearce's published setting for LT
 
 from __future__ import annotations
 
+import contextlib
 import json
-import shutil
+import os
 import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from notelm import __version__
 from notelm.corpora import load_corpus
 from notelm.describe import corpus_info
-from notelm.io.files import OutputExistsError, atomic_write_text
+from notelm.io.files import OutputError, OutputExistsError, atomic_write_text, check_output
 from notelm.models.ppm import PPMConfig
 
 CORPORA = ("essen-kinder", "essen-erk", "essen", "oneills", "ryans", "bach-chorales-soprano")
@@ -45,11 +47,95 @@ IDYOM_ROWS = [
 
 
 def run_quickstart(out_dir: Path, *, force: bool, console: Console, progress_bar) -> dict:
-    out_dir = Path(out_dir)
+    """The quickstart into ``out_dir`` (see the module docstring and `_own_folder`)."""
+    with _own_folder(Path(out_dir), force=force):
+        return _run(Path(out_dir), console, progress_bar)
+
+
+# ---- the output folder: replace only what an earlier quickstart wrote ----------------------------
+
+MARKER = ".notelm-quickstart.json"  # written into the folder; lists every file the quickstart wrote
+
+
+def _files_under(folder: Path) -> set[str]:
+    """Files and links under ``folder`` (links not followed), as relative POSIX paths."""
+    found = set()
+    for top, dirs, files in os.walk(folder):
+        for name in files + [d for d in dirs if (Path(top) / d).is_symlink()]:
+            found.add((Path(top) / name).relative_to(folder).as_posix())
+    return found
+
+
+def _manifest(out_dir: Path) -> list[str]:
+    """The files an earlier quickstart wrote into ``out_dir`` by its marker; `OutputError`
+    when the folder holds anything but is no quickstart output, so nothing of a user's is
+    ever deleted (``--force`` included)."""
+    marker = out_dir / MARKER
+    if not marker.is_file():
+        raise OutputError(out_dir, f"not empty and not a quickstart report (no {MARKER} in it); notelm deletes "
+                                   "nothing it did not write, --force or not: choose another --out")
+    try:
+        files = json.loads(marker.read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError, AttributeError):
+        files = None
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise OutputError(marker, "damaged, so notelm cannot tell its files from yours and deletes nothing: "
+                                  "choose another --out")
+    return files
+
+
+def _remove_files(out_dir: Path, files: list[str]) -> None:
+    """Remove the listed files (never a folder, never outside ``out_dir``: a link is removed,
+    not followed), then the folders they leave empty."""
+    root = out_dir.resolve()
+    emptied = set()
+    for rel in files:
+        path = out_dir / rel
+        if Path(rel).is_absolute() or ".." in Path(rel).parts or not path.parent.resolve().is_relative_to(root):
+            continue
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+            emptied.update(p for p in path.parents if p != out_dir and out_dir in p.parents)
+    for folder in sorted(emptied, key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):  # not empty: something of the user's is in it
+            folder.rmdir()
+
+
+def _write_marker(out_dir: Path, files: set[str]) -> None:
+    atomic_write_text(out_dir / MARKER, json.dumps({"written_by": f"notelm {__version__} quickstart",
+                                                    "files": sorted(files - {MARKER})}, indent=2), force=True)
+
+
+@contextlib.contextmanager
+def _own_folder(out_dir: Path, *, force: bool):
+    """Check ``out_dir`` before any work and make it the quickstart's: absent or empty, or an
+    earlier quickstart's (``force`` replaces the files it wrote, and only those). On success
+    the marker lists every file this run wrote; on failure or Ctrl-C they are removed again."""
+    check_output(out_dir, folder=True)
     if out_dir.exists():
-        if not force:
+        if any(out_dir.iterdir()):
+            previous = _manifest(out_dir)
+            if not force:
+                raise OutputExistsError(out_dir)
+            _remove_files(out_dir, previous)
+        elif not force:
             raise OutputExistsError(out_dir)
-        shutil.rmtree(out_dir)
+    created = not out_dir.exists()
+    before = _files_under(out_dir) if not created else set()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _write_marker(out_dir, set())
+        yield
+        _write_marker(out_dir, _files_under(out_dir) - before)
+    except BaseException:
+        _remove_files(out_dir, sorted(_files_under(out_dir) - before))
+        if created:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
+
+
+def _run(out_dir: Path, console: Console, progress_bar) -> dict:
     started = time.perf_counter()
     infos = []
     for name in CORPORA:

@@ -129,7 +129,15 @@ def load_weights(network: torch.nn.Module, path: Path) -> None:
         state = load_file(str(path))
     except (SafetensorError, OSError) as e:
         raise RunError(f"{path}: cannot read the weights ({e})") from None
-    missing, unexpected = network.load_state_dict(state, strict=False)
+    bad = [name for name, t in state.items() if t.is_floating_point() and not bool(t.isfinite().all())]
+    if bad:
+        raise RunError(f"{path}: the weights hold NaN or infinite values ({', '.join(bad[:3])}); "
+                       "the run diverged or the file is damaged")
+    try:
+        missing, unexpected = network.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shapes that do not fit the configured network
+        first = str(e).strip().splitlines()
+        raise RunError(f"{path}: weights do not fit the configured network ({first[-1].strip() if first else e})") from None
     tied = {n for n, p in network.named_parameters(remove_duplicate=False)} - dict(network.named_parameters()).keys()
     missing = [m for m in missing if m not in tied]
     if missing or unexpected:
@@ -199,7 +207,7 @@ class Run:
             return encoding_from_dict(data)
         except NotelmError as e:
             raise RunError(f"{self.path / ENCODING}: {e}") from None
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise RunError(f"{self.path / ENCODING}: damaged ({type(e).__name__}: {e})") from None
 
     def network(self) -> torch.nn.Module:

@@ -55,7 +55,10 @@ def get_encoding(name: str, **settings: Any) -> Encoding:
 
 def encoding_from_dict(data: dict[str, Any]) -> Encoding:
     """Rebuild an encoding saved with ``Encoding.to_dict()``."""
-    if data.get("format", FORMAT_VERSION) > FORMAT_VERSION:
+    if not isinstance(data.get("vocab"), dict) or not isinstance(data.get("name"), str) \
+            or not isinstance(data.get("config", {}), dict) or not isinstance(data.get("state", {}), dict):
+        raise EncodingSettingsError("a saved encoding needs a name, a config, a state and a vocabulary (objects)")
+    if not isinstance(data.get("format", FORMAT_VERSION), int) or data.get("format", FORMAT_VERSION) > FORMAT_VERSION:
         raise EncodingSettingsError(f"encoding saved in format {data['format']}, newer than this notelm reads")
     enc = get_encoding(data["name"], **data.get("config", {}))
     enc.load_state(data.get("state", {}), Vocabulary.from_dict(data["vocab"]))

@@ -15,12 +15,31 @@ _TTYPE = {"beat": "quarter", "second": "second"}
 DEFAULT_TPQ = 480
 
 
+def check_header(path: Path, data: bytes) -> None:
+    """Refuse what symusic would misread without a word: a format-2 file (independent
+    sequences, which it plays at once as if format 1) and a header with 0 ticks per quarter
+    note (every time would divide by it). A file without an MThd header is left to symusic."""
+    if len(data) < 14 or data[:4] != b"MThd":
+        return
+    fmt, division = int.from_bytes(data[8:10], "big"), int.from_bytes(data[12:14], "big")
+    if fmt == 2:
+        raise ReadError(path, "a format-2 MIDI file (independent sequences, not one piece); notelm reads "
+                              "formats 0 and 1")
+    if division == 0:
+        raise ReadError(path, "not a valid MIDI file (0 ticks per quarter note in its header)")
+
+
 def load_symusic(path: str | Path, ttype: str) -> symusic.Score:
     path = Path(path)
     if not path.is_file():
         raise ReadError(path, "no such file")
     try:
-        return symusic.Score(str(path), ttype=ttype)
+        data = path.read_bytes()  # bytes, not the name: a name that is not UTF-8 is fine too
+    except OSError as e:
+        raise ReadError(path, f"cannot read it ({e.strerror})") from None
+    check_header(path, data)
+    try:
+        return symusic.Score.from_midi(data, ttype=ttype)
     except Exception as e:  # symusic raises RuntimeError/ValueError/IndexError on corrupt files
         raise ReadError(path, f"not a readable MIDI file ({e})") from None
 

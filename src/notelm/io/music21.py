@@ -37,7 +37,7 @@ def from_music21(score, *, meta: PieceMeta, expand_repeats: bool = True) -> Piec
         index = len(tracks)
         inst = part.getInstrument(returnDefault=False)
         program = inst.midiProgram if inst is not None and inst.midiProgram is not None else 0
-        tracks.append(Track(name=part.partName or "", program=int(program)))
+        tracks.append(Track(name=getattr(part, "partName", None) or "", program=int(program)))  # a Score has none
         for el in flat.notes:
             if el.duration.isGrace or el.quarterLength == 0:
                 continue

@@ -24,6 +24,7 @@ Legend: A alphabet size, N events, n events of one piece, o context order.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -107,7 +108,7 @@ class MarkovChain(SequenceModel):
         self.alphabet_size = int(alphabet_size)
         self.config = config or MarkovConfig()
         self.mode = mode
-        if float(self.alphabet_size) ** (self.config.order + 1) >= 2.0**62:
+        if (self.config.order + 1) * math.log2(max(self.alphabet_size, 1)) >= 62:
             raise ValueError(f"alphabet_size**(order+1) must fit in 62 bits to key the counts; "
                              f"got {self.alphabet_size}**{self.config.order + 1}")
         # Per order o: n-gram counts keyed by (context code)*A + symbol, and context totals.

@@ -129,7 +129,7 @@ class MultipleViewpointModel(SequenceModel):
                          cuts: np.ndarray) -> np.ndarray:
         """One viewpoint's predictions mapped to pitch (N, A), NaN rows where it is undefined."""
         defined = symbols >= 0
-        kept = np.cumsum(defined)[cuts - 1] if len(cuts) else cuts  # defined notes before each cut
+        kept = np.r_[0, np.cumsum(defined)][cuts]  # defined notes before each cut (an empty melody: a cut at 0)
         pieces = np.split(symbols[defined], kept)
         allowed = np.split(coder.allowed(rows[defined]), kept) if coder.masked else None
         by_key = ppm.predict_pieces(pieces, distributions=True, allowed=allowed, entropies=False,

@@ -53,10 +53,33 @@ def network_spec(name: str):
     return record
 
 
+MAX_PARAMETERS = 2 * 10**9  # 8 GB of float32 weights: a larger one is a typo, not a model
+MAX_CONTEXT = 2**22
+
+
 def build_network(name: str, config: dict[str, Any]) -> nn.Module:
-    """A freshly initialised network of family ``name`` from its config dict."""
+    """A freshly initialised network of family ``name`` from its config dict. Absurd sizes
+    (a typo such as ``model.hidden=99999999``) are refused before any memory is taken: the
+    network is first built on PyTorch's meta device, which allocates nothing."""
     record = network_spec(name)
-    return record.network_class(record.config_class.from_dict(config))
+    cfg = record.config_class.from_dict(config)
+    check_size(name, cfg)
+    return record.network_class(cfg)
+
+
+def check_size(name: str, cfg: Any) -> None:
+    """Refuse a config whose network would be absurdly large (see `build_network`)."""
+    from notelm.config import SettingsError
+
+    record = network_spec(name)
+    context = getattr(cfg, "context", 0)
+    if isinstance(context, int) and context > MAX_CONTEXT:
+        raise SettingsError(f"{name}: context {context:,} is beyond notelm's limit of {MAX_CONTEXT:,} tokens")
+    with torch.device("meta"):
+        size = sum(p.numel() for p in record.network_class(cfg).parameters())
+    if size > MAX_PARAMETERS:
+        raise SettingsError(f"{name}: these settings make a network of {size:,} parameters, beyond notelm's "
+                            f"limit of {MAX_PARAMETERS:,}; check the model.* sizes")
 
 
 # ---- probabilities -----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ explicit ``--max-steps``/``--max-epochs`` flags.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -69,8 +70,8 @@ class TrainConfig(Config):
         def is_int(v: Any) -> bool:
             return isinstance(v, int) and not isinstance(v, bool)
 
-        def is_num(v: Any) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool)
+        def is_num(v: Any) -> bool:  # a finite number: inf and nan train NaNs with exit 0
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
         need(is_int(self.batch_size) and self.batch_size >= 1, f"batch_size must be an int >= 1; got {self.batch_size!r}")
         need(self.window_step is None or (is_int(self.window_step) and self.window_step >= 1),
@@ -79,7 +80,7 @@ class TrainConfig(Config):
         need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
         need(is_num(self.lr) and self.lr > 0, f"lr must be a number > 0; got {self.lr!r}")
         need(is_num(self.weight_decay) and self.weight_decay >= 0, f"weight_decay must be >= 0; got {self.weight_decay!r}")
-        need(len(self.betas) == 2 and all(is_num(b) and 0 <= b < 1 for b in self.betas),
+        need(isinstance(self.betas, tuple | list) and len(self.betas) == 2 and all(is_num(b) and 0 <= b < 1 for b in self.betas),
              f"betas must be two numbers in [0, 1); got {self.betas!r}")
         need(is_num(self.eps) and 0 < self.eps < 1, f"eps must be a number in (0, 1); got {self.eps!r}")
         need(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
@@ -94,7 +95,7 @@ class TrainConfig(Config):
             v = getattr(self, name)
             need(v is None or (is_int(v) and v >= 1), f"{name} must be an int >= 1 or null; got {v!r}")
         need(is_int(self.val_every) and self.val_every >= 1, f"val_every must be an int >= 1; got {self.val_every!r}")
-        need(is_int(self.seed), f"seed must be an int; got {self.seed!r}")
+        need(is_int(self.seed) and 0 <= self.seed < 2**32, f"seed must be an int in 0..2**32-1; got {self.seed!r}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

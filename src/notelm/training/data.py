@@ -36,6 +36,7 @@ import torch
 
 from notelm.encodings.base import Encoding, EncodingError
 from notelm.encodings.vocab import BOS_ID, PAD_ID
+from notelm.errors import NotelmError
 from notelm.models.neural import length_batches, window_starts
 from notelm.pieces import Piece
 
@@ -87,13 +88,36 @@ def write_split(folder: str | Path, split: str, sequences: Sequence[np.ndarray],
     _save_npy(folder / f"{split}-offsets.npy", offsets)
 
 
+class DataError(NotelmError):
+    """A run's encoded data that is missing or damaged."""
+
+
+def load_array(path: Path, *, mmap: bool = False) -> np.ndarray:
+    """An integer array a run stored (never unpickled: object arrays are refused)."""
+    try:
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing (the run's encoded data; retrain it)") from None
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: damaged ({e})") from None
+    if array.dtype.kind not in "iu" or array.ndim != 1:
+        raise DataError(f"{path}: damaged (expected a 1-D integer array; got {array.dtype} {array.shape})")
+    return array
+
+
+def check_offsets(offsets: np.ndarray, n: int, path: Path) -> None:
+    if len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != n or (np.diff(offsets) < 0).any():
+        raise DataError(f"{path}: damaged (piece offsets do not fit the {n:,} stored tokens)")
+
+
 class TokenArray:
     """A stored split, memory-mapped: ``tokens`` (t,) and ``offsets`` (P + 1,)."""
 
     def __init__(self, folder: str | Path, split: str) -> None:
         folder = Path(folder)
-        self.tokens = np.load(folder / f"{split}.npy", mmap_mode="r")
-        self.offsets = np.load(folder / f"{split}-offsets.npy")
+        self.tokens = load_array(folder / f"{split}.npy", mmap=True)
+        self.offsets = load_array(folder / f"{split}-offsets.npy")
+        check_offsets(self.offsets, len(self.tokens), folder / f"{split}-offsets.npy")
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -236,9 +260,12 @@ class PairArray:
 
     def __init__(self, folder: str | Path, split: str) -> None:
         folder = Path(folder)
-        self.source = np.load(folder / f"{split}-source.npy", mmap_mode="r")
-        self.target = np.load(folder / f"{split}-target.npy", mmap_mode="r")
-        self.offsets = np.load(folder / f"{split}-offsets.npy")
+        self.source = load_array(folder / f"{split}-source.npy", mmap=True)
+        self.target = load_array(folder / f"{split}-target.npy", mmap=True)
+        self.offsets = load_array(folder / f"{split}-offsets.npy")
+        if len(self.source) != len(self.target):
+            raise DataError(f"{folder}: {split}-source.npy and {split}-target.npy differ in length")
+        check_offsets(self.offsets, len(self.target), folder / f"{split}-offsets.npy")
 
     def __len__(self) -> int:
         return len(self.offsets) - 1

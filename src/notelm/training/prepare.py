@@ -51,7 +51,11 @@ def assemble_settings(model: str, *, preset: str, config_file: str | Path | None
     check_known("model", settings["model"], [f.name for f in fields(config_class) if f.name != "vocab_size"])
     if "vocab_size" in settings["model"]:
         raise SettingsError("model.vocab_size comes from the encoding; it cannot be set")
-    config_class.from_dict(settings["model"])  # validate now, before reading any corpus
+    # validate now, before reading any corpus (sizes with a small stand-in vocabulary)
+    from notelm.models.neural import check_size
+
+    stand_in = {"vocab_size": 64, **({"target_vocab_size": 64} if record.kind == "seq2seq" else {})}
+    check_size(model, config_class.from_dict({**settings["model"], **stand_in}))
     TrainConfig.from_dict(settings["train"])
     return settings
 

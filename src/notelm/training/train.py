@@ -118,7 +118,7 @@ def _continue_config(out: Path, model: str, *, resume: bool, max_steps: int | No
 
 
 def _new_config(out: Path, model: str, *, corpus: str | None, root, encoding: str | None, config_file,
-                overrides, preset: str, max_steps, max_epochs, force: bool) -> dict:
+                overrides, preset: str, max_steps, max_epochs, force: bool, hardware: dict[str, Any]) -> dict:
     from notelm.training.prepare import assemble_settings, prepare_run
 
     if corpus is None:
@@ -131,11 +131,22 @@ def _new_config(out: Path, model: str, *, corpus: str | None, root, encoding: st
                           "--force to replace it, or choose another --out")
     settings = assemble_settings(model, preset=preset, config_file=config_file, overrides=list(overrides),
                                  max_steps=max_steps, max_epochs=max_epochs)
+    check_hardware(hardware, TrainConfig.from_dict(settings["train"]).batch_size)
     if occupied:
         clear_run_directory(out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    return prepare_run(out, model, corpus=corpus, root=root, encoding=encoding or "grid", settings=settings,
-                       preset=preset)
+    try:
+        return prepare_run(out, model, corpus=corpus, root=root, encoding=encoding or "grid", settings=settings,
+                           preset=preset)
+    except BaseException:  # leave no half-made run behind (out was new or empty)
+        import shutil
+
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        else:
+            clear_run_directory(out)
+        raise
 
 
 # ---- Lightning ----------------------------------------------------------------------------------
@@ -145,6 +156,7 @@ def _trainer(out: Path, *, steps: int, val_every: int, cfg: TrainConfig, callbac
              **hardware: Any):
     """The Lightning Trainer; hardware options Lightning refuses become one-line errors."""
     import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     from notelm.training.checkpoints import SafeCheckpointIO
@@ -159,9 +171,27 @@ def _trainer(out: Path, *, steps: int, val_every: int, cfg: TrainConfig, callbac
             num_sanity_val_steps=0, gradient_clip_val=cfg.grad_clip, callbacks=callbacks, logger=loggers,
             log_every_n_steps=min(50, val_every), enable_checkpointing=False, plugins=[SafeCheckpointIO()],
             enable_progress_bar=progress, enable_model_summary=progress, default_root_dir=out)
-    except (ValueError, TypeError, RuntimeError) as e:  # Lightning's MisconfigurationException is a ValueError
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError, ImportError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SettingsError(f"cannot train with {_describe(hardware)}: {first}") from None
+
+
+def check_hardware(hardware: dict[str, Any], batch_size: int) -> None:
+    """Refuse, before any work, hardware options Lightning cannot use here, and a batch that
+    does not split evenly over the processes they make."""
+    import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    _quiet_lightning(False)
+    try:
+        probe = L.Trainer(**hardware, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                          enable_model_summary=False)
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError, ImportError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SettingsError(f"cannot train with {_describe(hardware)}: {first}") from None
+    if batch_size % probe.world_size:
+        raise SettingsError(f"train.batch_size ({batch_size}) must be divisible by the number of processes "
+                            f"({probe.world_size}: {_describe(hardware)})")
 
 
 def _describe(hardware: dict[str, Any]) -> str:
@@ -288,17 +318,19 @@ def train(model: str, *, out: str | Path, corpus: str | None = None, root: str |
     if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 1:
         raise SettingsError(f"--num-nodes must be an int >= 1; got {num_nodes!r}")
     secondary = _process_is_secondary()
+    hardware = dict(accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
+                    precision=precision)
     if resume or secondary:
         if resume and not secondary:
             _refuse_changes_on_resume({"corpus": corpus, "root": root, "encoding": encoding, "config": config_file,
                                        "set": list(overrides), "preset": preset, "force": force})
         config = _continue_config(out, model, resume=resume, max_steps=max_steps, max_epochs=max_epochs)
+        if not secondary:
+            check_hardware(hardware, TrainConfig.from_dict(config["train"]).batch_size)
     else:
         config = _new_config(out, model, corpus=corpus, root=root, encoding=encoding, config_file=config_file,
                              overrides=overrides, preset="small" if preset is None else preset,
-                             max_steps=max_steps, max_epochs=max_epochs, force=force)
-    hardware = dict(accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
-                    precision=precision)
+                             max_steps=max_steps, max_epochs=max_epochs, force=force, hardware=hardware)
     _fit(out, model, config, resume=resume, secondary=secondary, progress=progress, threads=threads,
          hardware=hardware)
     return out
