@@ -267,12 +267,21 @@ def humanize(source: str | Path, out: str | Path | None = None, *, model: str | 
     out = Path(out) if out is not None else default_out(source)
     if temperature < 0:
         raise NotelmError(f"--temperature must be >= 0; got {temperature}")
+    from notelm.io.files import check_output
+
+    if source.is_dir():  # outputs checked before any work
+        check_output(out, folder=True)
+        plan_folder(source, out)
+    else:
+        if out.suffix.lower() not in MIDI_SUFFIXES:
+            raise NotelmError(f"--out {out}: a MIDI file (.mid) is written for a file")
+        for path, wanted in ((out, True), (out.with_suffix(".wav"), wav), (out.with_suffix(".png"), png)):
+            if wanted:
+                check_output(path, force=force)
     net, encoding = load_humanizer(model)
     options = {"seed": seed, "temperature": temperature, "force": force, "wav": wav, "png": png, "soundfont": soundfont}
     if source.is_dir():
         return humanize_folder(source, out, net, encoding, on_file=on_file, **options)
-    if out.suffix.lower() not in MIDI_SUFFIXES:
-        raise NotelmError(f"--out {out}: a MIDI file (.mid) is written for a file")
     counter = _Counter(progress)
     return humanize_file(source, out, net, encoding, progress=counter, **options), []
 

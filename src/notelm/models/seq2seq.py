@@ -92,9 +92,8 @@ class VelocityConfig(Config):
             raise SettingsError(f"velocity: dropout must be in [0, 1); got {self.dropout!r}")
         if not isinstance(self.shared_vocab, bool):
             raise SettingsError(f"velocity: shared_vocab must be true or false; got {self.shared_vocab!r}")
-        if self.target_vocab_size != TARGET_VOCAB:
-            raise SettingsError(f"velocity: target_vocab_size must be {TARGET_VOCAB} (4 specials + 128 velocities, "
-                                f"note-tokens' targets); got {self.target_vocab_size}")
+        if self.target_vocab_size <= N_SPECIAL:
+            raise SettingsError("velocity: target_vocab_size must exceed the 4 special tokens")
 
 
 # Training as the original (training_utils.py): Adam (0.9, 0.98, eps 1e-9), Noam factor 1 with
@@ -335,6 +334,9 @@ class VelocityModel(ConditionalModel):
         self.device, self.use_cache = torch.device(device), use_cache
         self.threads = threads if self.device.type == "cpu" else None
         self.alphabet_size = self.config.target_vocab_size
+        if self.alphabet_size != TARGET_VOCAB:
+            raise NotelmError(f"velocity: targets must be note-tokens' {TARGET_VOCAB} ids (4 specials + 128 "
+                              f"velocities); this network has {self.alphabet_size}")
         self._velocity = torch.zeros(self.config.target_vocab_size, dtype=torch.bool, device=self.device)
         self._velocity[N_SPECIAL:N_SPECIAL + 128] = True
 
