@@ -543,6 +543,15 @@ def evaluate(
     if as_json:
         print_json(r)
         return
+    if "rows" in r:  # a velocity run: its figures and its baselines' in one table
+        table = Table("model", "MAE teacher-forced", "MAE greedy", "MAE expected", "Pearson", "std ratio",
+                      title=f"{r['model']} ({run}, {r['variant']}) on {corpus} {split}: {r['pieces']} pieces, "
+                            f"{r['notes']:,} notes; baselines {r['baselines']}")
+        for row in r["rows"]:
+            table.add_row(row["model"], *(f"{row[k] + 0.0:.3f}" for k in ("mae_teacher_forced", "mae_greedy", "mae_expected",
+                                                                     "pearson", "std_ratio")))
+        out.print(table)
+        return
     table = Table(title=f"{r['model']} ({run}) on {corpus} {split}", show_header=False)
     table.add_row(r["unit"], f"{r['bits_per_event']:.4f}")
     table.add_row("accuracy (argmax)", f"{r['accuracy']:.4f}")
@@ -649,6 +658,49 @@ def generate(
     for key in ("png", "wav"):
         if key in result:
             out.print(f"{result[key]}" + (f" ({result['synthesizer']})" if key == "wav" else ""))
+
+
+@app.command()
+def humanize(
+    source: Path = typer.Argument(..., help="A MIDI file, a score (MusicXML, kern, ABC) or a folder of them."),
+    output: Path | None = typer.Option(None, "--out", help="MIDI file to write (for a folder: a folder, outside it). Default notelm-runs/humanize/NAME.mid (or NAME/)."),
+    model: str = typer.Option("builtin:velocity", "--model", help="builtin:velocity (no velocity input), builtin:velocity-3bin, or a run made by notelm train velocity."),
+    wav: bool = typer.Option(False, "--wav", help="Also render each output as WAV beside it."),
+    png: bool = typer.Option(False, "--png", help="Also draw each output's piano roll, coloured by velocity, beside it."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the sampled velocities (same seed, same output)."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature (0 = the most likely velocity, note by note)."),
+    soundfont: Path | None = typer.Option(None, "--soundfont", help="SoundFont (.sf2/.sf3) for --wav."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+    as_json: bool = JSON,
+) -> None:
+    """Give every note a performed velocity; timing, pedals, tracks and programs stay as they are.
+
+    A folder is humanized file by file into --out (its structure kept); unreadable files are
+    skipped and listed.
+
+    Example: notelm humanize chorale.musicxml --out chorale.mid --wav --png
+    """
+    from notelm.humanize import humanize as run_humanize
+
+    def told(path, written, why):
+        if not as_json:
+            out.print(f"{path}: skipped ({why})" if why else f"{path} -> {', '.join(str(h.midi) for h in written)}",
+                      markup=False, highlight=False)
+
+    with progress_bar(f"humanizing {source.name}") as progress:
+        done, skipped = run_humanize(source, output, model=model, wav=wav, png=png, seed=seed, temperature=temperature,
+                                     force=force, soundfont=soundfont, progress=progress, on_file=told)
+    result = {"written": [{"source": str(h.source), "midi": str(h.midi), "notes": h.notes,
+                           **{p.suffix[1:]: str(p) for p in h.extras}} for h in done],
+              "skipped": [{"path": str(p), "reason": why} for p, why in skipped]}
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    if source.is_dir():
+        out.print(f"{len(done)} file(s) written, {len(skipped)} skipped")
+        return
+    for h in done:
+        out.print(f"{h.midi}: {h.notes} notes humanized" + "".join(f", {p}" for p in h.extras), markup=False)
 
 
 @bench_app.command("generation")

@@ -108,6 +108,9 @@ def generate(run: str | Path, *, primer: str | Path | None = None, length: int |
     check_settings(length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                    min_length=min_length)
     r = open_run(run)
+    if r.kind == "seq2seq":
+        raise NotelmError(f"{run}: a {r.model_name} run predicts velocities for given notes; "
+                          "use notelm humanize FILE --model RUN")
     encoding = r.encoding()
     if r.counting:
         model = r.model()

@@ -52,6 +52,10 @@ def evaluate_run(run: str | Path, *, corpus: str, root: str | Path | None = None
     from notelm.training.data import encode_pieces
 
     r = open_run(run)
+    if r.kind == "seq2seq":  # velocities: MAE, correlation and spread against baselines
+        from notelm.velocity import evaluate_velocity_run
+
+        return evaluate_velocity_run(r, corpus=corpus, root=root, split=split)
     encoding = r.encoding()
     model = r.model()
     c = load_corpus(corpus, root)
@@ -100,7 +104,14 @@ def _nothing_to_score(run, corpus: str, split: str, pieces: int, skipped, encodi
 def compare_runs(runs: Sequence[str | Path], *, corpus: str, root: str | Path | None = None,
                  split: str = "test", progress: Callable[[int, int], None] | None = None) -> list[dict]:
     """`evaluate_run` for every run, best (fewest bits per event) first within each encoding.
-    ``progress(done, total)`` is called after each run."""
+    ``progress(done, total)`` is called after each run. A velocity run is refused: it is scored
+    by MAE (`notelm evaluate`), not bits per event."""
+    from notelm.runs import open_run
+
+    for run in runs:
+        if open_run(run).kind == "seq2seq":
+            raise NotelmError(f"{run}: a velocity run is scored by MAE, not bits per event; "
+                              "notelm evaluate shows it beside its baselines")
     rows = []
     for i, r in enumerate(runs):
         rows.append(evaluate_run(r, corpus=corpus, root=root, split=split))

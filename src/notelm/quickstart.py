@@ -419,3 +419,73 @@ def _markdown(report: dict) -> str:
     if skipped:
         lines += ["", "### Skipped", ""] + [f"- `{s['path']}`: {s['reason']}" for s in skipped]
     return "\n".join(lines) + "\n"
+
+
+# ---- velocities: the built-in velocity models and humanize ----------------------------------------
+
+VELOCITY_CORPUS = "maestro-sample"  # 12 bundled MAESTRO test-split performances
+VELOCITY_MODELS = ("velocity", "velocity-3bin")
+VELOCITY_NOTES = 1000  # first notes of each performance: keeps the rows to seconds
+CHORALE = "bach/bwv66.6"  # music21's corpus
+
+
+def velocity_rows(out_dir: Path, console: Console, progress_bar) -> dict:
+    """The built-in velocity models and their baselines on the bundled MAESTRO test-split
+    performances (the first `VELOCITY_NOTES` notes of each), and a Bach chorale from music21
+    humanized by ``builtin:velocity`` as MIDI, WAV and a PNG piano roll coloured by velocity."""
+    from music21 import corpus as m21
+
+    from notelm.humanize import humanize_file, load_humanizer
+    from notelm.render import SoundFontNotFoundError
+    from notelm.velocity import evaluate_velocity_run
+
+    tables = []
+    for i, name in enumerate(VELOCITY_MODELS):
+        with progress_bar(f"builtin:{name} on {VELOCITY_CORPUS}") as progress:
+            progress(i, len(VELOCITY_MODELS))
+            tables.append(evaluate_velocity_run(f"builtin:{name}", corpus=VELOCITY_CORPUS, split="test",
+                                                notes_per_piece=VELOCITY_NOTES))
+    table = Table("model", "source", "MAE teacher-forced", "MAE greedy", "MAE expected", "Pearson", "std ratio",
+                  title=f"Velocities: {VELOCITY_CORPUS} (MAESTRO test split), first {VELOCITY_NOTES} notes of each "
+                        "performance; baselines fitted on maestro-mini's train split")
+    for t in tables:
+        for r in t["rows"]:
+            label = f"builtin:{r['model']}" if r["model"] in VELOCITY_MODELS else r["model"]
+            table.add_row(label, t["variant"], *(f"{r[k] + 0.0:.2f}" for k in ("mae_teacher_forced", "mae_greedy",
+                                                                           "mae_expected", "pearson", "std_ratio")))
+    console.print(table)
+    model, encoding = load_humanizer("builtin:velocity")
+    chorale = Path(str(m21.getWork(CHORALE)))
+    target = out_dir / "humanized" / "bach-bwv66.6.mid"
+    try:
+        [done] = humanize_file(chorale, target, model, encoding, wav=True, png=True, seed=0)
+    except SoundFontNotFoundError as e:
+        console.print(f"no WAV: {e}")
+        [done] = humanize_file(chorale, target, model, encoding, png=True, seed=0)
+    files = [str(done.midi), *map(str, done.extras)]
+    console.print(f"humanized {CHORALE} ({done.notes} notes): {', '.join(files)}")
+    return {"corpus": VELOCITY_CORPUS, "notes_per_piece": VELOCITY_NOTES, "tables": tables,
+            "humanized": {"score": CHORALE, "notes": done.notes, "files": files}}
+
+
+def velocity_markdown(result: dict) -> list[str]:
+    """The report's section for `velocity_rows`."""
+    if not result:
+        return []
+    lines = ["", f"## Velocities: {result['corpus']}, first {result['notes_per_piece']} notes of each performance", "",
+             "Mean absolute error of the predicted velocity (teacher-forced argmax: midi-translation's val_dist; "
+             "greedy decoding; the mean of the predicted distribution), and of the greedy velocities the "
+             "within-piece Pearson correlation and standard deviation relative to the pianist's. `velocity`: "
+             "no velocity in its input (the humanizer); `velocity-3bin`: each note's velocity bin in its input "
+             "(the original's task).", "",
+             "| model | source | MAE teacher-forced | MAE greedy | MAE expected | Pearson | std ratio |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for t in result["tables"]:
+        for r in t["rows"]:
+            label = f"builtin:{r['model']}" if r["model"] in VELOCITY_MODELS else r["model"]
+            lines.append(f"| {label} | {t['variant']} | " + " | ".join(
+                f"{r[k] + 0.0:.2f}" for k in ("mae_teacher_forced", "mae_greedy", "mae_expected", "pearson", "std_ratio")) + " |")
+    h = result["humanized"]
+    lines += ["", f"Humanized: music21's `{h['score']}` ({h['notes']} notes): "
+              + ", ".join(f"`{Path(f).name}`" for f in h["files"])]
+    return lines

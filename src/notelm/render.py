@@ -217,10 +217,11 @@ def render_wav(piece: Piece, path: str | Path, *, soundfont: str | Path | None =
 
 
 def plot_pianoroll(piece: Piece, path: str | Path, *, title: str = "", force: bool = False,
-                   mark_from: float | None = None) -> Path:
+                   mark_from: float | None = None, velocity_bar: bool = False) -> Path:
     """A piano roll of ``piece`` as a PNG: one bar per note (time across, MIDI pitch up), with
-    a grid line at every C and one at every bar (4 beats) for pieces in beats.
-    ``mark_from``: shade the time before it (e.g. the primer)."""
+    a grid line at every C and one at every bar (4 beats) for pieces in beats; a note's colour
+    is its velocity. ``mark_from``: shade the time before it (e.g. the primer).
+    ``velocity_bar``: draw the colour scale of velocities beside the roll."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -244,6 +245,12 @@ def plot_pianoroll(piece: Piece, path: str | Path, *, title: str = "", force: bo
         ax.axvspan(0, mark_from, color="0.93", zorder=0)
     for o, d, p, v in zip(piece.onset, piece.duration, piece.pitch, piece.velocity):
         ax.add_patch(plt.Rectangle((o, p - 0.4), d, 0.8, color=plt.cm.viridis(0.25 + 0.6 * v / 127), zorder=2))
+    if velocity_bar:
+        from matplotlib.colors import LinearSegmentedColormap, Normalize
+
+        shown = LinearSegmentedColormap.from_list("velocity", plt.cm.viridis(np.linspace(0.25, 0.85, 64)))
+        bar = fig.colorbar(plt.cm.ScalarMappable(norm=Normalize(0, 127), cmap=shown), ax=ax, pad=0.01)
+        bar.set_label("velocity")
     ax.set_xlim(0, end)
     ax.set_ylim(lo, hi)
     ax.set_xlabel("time (quarter notes)" if piece.time_unit == "beat" else "time (s)")

@@ -18,6 +18,11 @@ next note's start (the last note's is 0), so decoding starts the first note at 0
 next one a bin value later. ``dstart="previous"`` instead bins the time since the previous
 note's start (the first note's is 0), as REFERENCE §4 words it; decoding also starts at 0.
 
+``velocity_bins=0`` drops velocity from the source: tokens "pitch-dstartbin-durationbin", the
+humanizer's input (a score or a flat MIDI file carries no dynamics to bin). Its ids equal those
+of one velocity bin (one bin carries no information either), and decoding gives every note
+velocity 64 (`DEFAULT_VELOCITY`). Settings with 1-16 bins are unchanged by it.
+
 `quantized` is the piece with those decoded values (seconds, sustain applied, one track):
 pitches and note order exact, absolute times lost, as in the source. Both sequences may be
 prefixed by BOS acting as midi-translation's CLS token; decoding skips it.
@@ -44,32 +49,54 @@ from notelm.encodings.base import (
     without_drums,
 )
 from notelm.encodings.vocab import N_SPECIAL, Vocabulary
-from notelm.pieces import Piece
+from notelm.pieces import DEFAULT_VELOCITY, Piece
 
 KEYS = ("dstart", "duration", "velocity")
 
 
 @dataclass(frozen=True)
 class NoteTokensConfig(EncodingConfig):
-    """dstart_bins / duration_bins / velocity_bins: bins of each (midi-translation used 3).
+    """dstart_bins / duration_bins / velocity_bins: bins of each (midi-translation used 3;
+    velocity_bins 0: no velocity in the source, the humanizer's variant).
     sustain: fold the sustain pedal into note ends first (as midi-translation's MAESTRO data).
-    dstart: "next" (time to the next note's start, the source's code) or "previous"."""
+    dstart: "next" (time to the next note's start, the source's code) or "previous".
+    bins: the three bin counts at once, dstart, duration, velocity (``--set encoding.bins=5,5,3``,
+    the compared run's); it sets the three fields and is not kept itself."""
 
     dstart_bins: int = 3
     duration_bins: int = 3
     velocity_bins: int = 3
     sustain: bool = True
     dstart: str = "next"
+    bins: tuple[int, int, int] | str | None = None
 
     def __post_init__(self) -> None:
+        if self.bins is not None:
+            given = self.bins.split(",") if isinstance(self.bins, str) else list(self.bins)
+            try:
+                counts = [int(str(v).strip()) for v in given]
+            except ValueError:
+                counts = []
+            self.require(len(counts) == 3, f"bins must be three counts, dstart,duration,velocity (e.g. 5,5,3); got {self.bins!r}")
+            for name, k in zip(("dstart_bins", "duration_bins", "velocity_bins"), counts):
+                object.__setattr__(self, name, k)
+            object.__setattr__(self, "bins", None)
         for name in ("dstart_bins", "duration_bins", "velocity_bins"):
             self.require_type(name, int)
-            self.require(1 <= getattr(self, name) <= 16, f"{name} must be 1-16 (the vocabulary has 128 x their product tokens)")
+            low = 0 if name == "velocity_bins" else 1  # 0 velocity bins: the source carries no velocity
+            self.require(low <= getattr(self, name) <= 16,
+                         f"{name} must be {low}-16 (the vocabulary has 128 x their product tokens)")
         self.require_type("sustain", bool)
         self.require(self.dstart in ("next", "previous"), f"dstart must be 'next' or 'previous'; got {self.dstart!r}")
 
-    def bins(self, key: str) -> int:
-        return getattr(self, f"{key}_bins")
+    def count(self, key: str) -> int:
+        """Bins of ``key`` as the ids count them (no velocity bins count as one)."""
+        return max(1, getattr(self, f"{key}_bins"))
+
+    @property
+    def has_velocity(self) -> bool:
+        """Whether the source tokens carry a velocity bin."""
+        return self.velocity_bins > 0
 
 
 def fit_edges(values: np.ndarray, key: str, k: int) -> np.ndarray:
@@ -116,6 +143,9 @@ class NoteTokensEncoding(Encoding):
 
     def build_vocab(self) -> Vocabulary:
         cfg = self.config
+        if not cfg.has_velocity:
+            return Vocabulary(f"{p}-{d}-{u}" for p in range(128) for d in range(cfg.dstart_bins)
+                              for u in range(cfg.duration_bins))
         return Vocabulary(
             f"{p}-{d}-{u}-{v}"
             for p in range(128)
@@ -174,16 +204,21 @@ class NoteTokensEncoding(Encoding):
 
     def _ids(self, pitch: np.ndarray, bins: np.ndarray) -> np.ndarray:
         cfg = self.config
-        d, u, v = cfg.dstart_bins, cfg.duration_bins, cfg.velocity_bins
+        d, u, v = cfg.dstart_bins, cfg.duration_bins, cfg.count("velocity")
         return N_SPECIAL + ((pitch * d + bins[:, 0]) * u + bins[:, 1]) * v + bins[:, 2]
 
     def _unpack(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
         rest = ids - N_SPECIAL
-        rest, vel = np.divmod(rest, cfg.velocity_bins)
+        rest, vel = np.divmod(rest, cfg.count("velocity"))
         rest, dur = np.divmod(rest, cfg.duration_bins)
         pitch, dst = np.divmod(rest, cfg.dstart_bins)
         return pitch, np.stack([dst, dur, vel], axis=1)
+
+    def unpack(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pitch (n,) and the (n, 3) dstart, duration and velocity bins of content ids (a
+        source without velocity has velocity bin 0 everywhere)."""
+        return self._unpack(np.asarray(ids, dtype=np.int64))
 
     def encode(self, piece: Piece) -> np.ndarray:
         """Source ids, one per note: int64 (n,)."""
@@ -236,7 +271,7 @@ class NoteTokensEncoding(Encoding):
             raise EncodingError("no notes to fit the bins on")
         if not len(joined["dstart"]):  # one-note pieces only: no gaps seen
             joined["dstart"] = np.zeros(1)
-        self.load_state({"edges": {k: fit_edges(joined[k], k, self.config.bins(k)).tolist() for k in KEYS}}, self.vocab)
+        self.load_state({"edges": {k: fit_edges(joined[k], k, self.config.count(k)).tolist() for k in KEYS}}, self.vocab)
         return self
 
     def state_dict(self) -> dict[str, Any]:
@@ -247,6 +282,8 @@ class NoteTokensEncoding(Encoding):
         if "edges" in state:
             self.edges = {k: np.asarray(state["edges"][k], dtype=np.float64) for k in KEYS}
             self.values = {k: bin_values(self.edges[k], k) for k in KEYS}
+            if not self.config.has_velocity:
+                self.values["velocity"] = np.array([float(DEFAULT_VELOCITY)])
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "target_vocab": self.target_vocab.to_dict()}

@@ -79,7 +79,7 @@ class ModelSpec:
 
 
 _T, _L, _D = "notelm.models.transformer", "notelm.models.lstm", "notelm.models.dstm"
-_C = "notelm.models.compressive"
+_C, _V = "notelm.models.compressive", "notelm.models.seq2seq"
 _S = "notelm.models.symbolic"
 SPECS: tuple[ModelSpec, ...] = (
     ModelSpec("ppm", "counting", "PPM as IDyOM defines it (LTM, LTM+, STM, or LTM with STM), smoothed down to order -1",
@@ -102,6 +102,8 @@ SPECS: tuple[ModelSpec, ...] = (
               f"{_C}:CompressiveConfig", f"{_C}:CompressiveTransformer", f"{_C}:PRESETS"),
     ModelSpec("xl", "segments", "Transformer-XL: memories of the last segments in every layer, over whole pieces",
               f"{_C}:XLConfig", f"{_C}:CompressiveTransformer", f"{_C}:XL_PRESETS"),
+    ModelSpec("velocity", "seq2seq", "midi-translation's encoder-decoder: note tokens -> exact velocities (humanize)",
+              f"{_V}:VelocityConfig", f"{_V}:Seq2Seq", f"{_V}:PRESETS", windowed=True, adapter=f"{_V}:VelocityModel"),
 )
 REGISTRY: dict[str, ModelSpec] = {s.name: s for s in SPECS}
 

@@ -1,0 +1,356 @@
+"""The velocity table: midi-translation's model against T5 as the seed ran it, the ablation of
+what made T5 fail, the trained velocity runs and the baselines (REFERENCE §4; issue 11).
+
+Data: MAESTRO's own splits of ``../shared/data/maestro-mini`` (train 209, validation 24
+performances), ``note-tokens`` fitted on the training split, sustain applied (pedal down at
+CC64 >= 64, symusic's reading). Training windows: 128 notes, step 42, the tail dropped (as the
+original trains); validation: every note of every validation piece, in windows of 128 notes 64
+apart, each note from the window where it has the most context (`window_plan`).
+
+Rows:
+
+- ``ablation``: the same windows in the same order, the same number of optimiser steps, one
+  process, one thread, for every row; widths ``ABLATION_WIDTHS`` for both T5 and ours (the
+  compared width costs ~4 s a step on this CPU: 7 rows of it do not fit). T5 is
+  ``bench/peers/t5.py`` (transformers' T5 from a config, one shared vocabulary, tied output).
+  The CPU is shared by several people (a row gets about a third of a core), so the ablation is
+  small: d 64, 2 + 2 layers, 1,500 steps, Noam's warmup 1,000.
+  Ours is `notelm.models.seq2seq.Seq2Seq` trained by `train_ours`, the same loop as
+  ``peers.t5.train_steps`` (Adam (0.9, 0.98, eps 1e-9) and Noam, or the seed's constant rate).
+- ``runs``: run directories made by ``notelm train velocity`` (``bench/velocity_runs.sh``),
+  evaluated here: the figures `notelm evaluate` prints.
+- baselines: training mean, per-pitch mean, bin median, for each source variant.
+
+    python bench/bench_velocity.py --row velocity-small-noam-ls   # one ablation row -> bench/results/velocity-rows/
+    python bench/bench_velocity.py --table                        # bench/results/velocity.json from the rows
+    python bench/bench_velocity.py --smoke                        # tiny sizes, writes nothing
+
+Legend: b batch, n notes per window (128), v vocabulary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+ROOT = Path(os.environ.get("NOTELM_SHARED", HERE.parent.parent / "shared")) / "data" / "maestro-mini"
+RESULTS = HERE / "results"
+ROWS = RESULTS / "velocity-rows"
+DATA_ROWS = RESULTS / "velocity-data"  # the reference row on fewer training performances
+
+WINDOW, STEP, EVAL_STRIDE, BATCH = 128, 42, 64, 16
+ABLATION_STEPS = 1500
+ABLATION_WIDTHS = {"dim": 64, "n_layers": 2, "n_heads": 4, "ff": 256}
+ABLATION_WARMUP = 1000  # Noam's warmup for the ablation rows (4,000 would not end within the steps)
+T5_WIDTHS = {"d_model": 64, "num_layers": 2, "num_heads": 4, "d_kv": 16, "d_ff": 256, "dropout_rate": 0.1}
+
+# name -> (family, schedule, label smoothing, shared vocabulary)
+ABLATION: dict[str, tuple[str, str, float, bool]] = {
+    "t5-constant-ce": ("t5", "seed", 0.0, True),  # the seed's: constant 3e-6, plain cross-entropy
+    "t5-noam-ce": ("t5", "noam", 0.0, True),
+    "t5-noam-ls": ("t5", "noam-ls", 0.1, True),
+    "velocity-ablation": ("ours", "noam", 0.1, False),  # midi-translation's recipe
+    "velocity-constant-ls": ("ours", "constant", 0.1, False),  # ours + the seed's constant 3e-6
+    "velocity-noam-ce": ("ours", "noam", 0.0, False),  # ours + plain cross-entropy
+    "velocity-shared-vocab": ("ours", "noam", 0.1, True),  # ours + T5's shared, tied vocabulary
+}
+SEED_LR = 3e-6
+
+
+# ---- data ----------------------------------------------------------------------------------------
+
+
+def load(velocity_bins: int = 3, bins: tuple[int, int] = (3, 3), limit: int | None = None):
+    """The fitted encoding, and (sources, targets) content ids per piece of train and valid."""
+    from notelm.corpora import load_corpus
+    from notelm.encodings import get_encoding
+    from notelm.velocity import pairs
+
+    corpus = load_corpus("maestro", ROOT)
+    train, valid = corpus.split("train")[:limit], corpus.split("valid")[:limit]
+    enc = get_encoding("note-tokens", dstart_bins=bins[0], duration_bins=bins[1], velocity_bins=velocity_bins)
+    enc.fit(train)
+    return enc, pairs(enc, train)[:2], pairs(enc, valid)[:2]
+
+
+def training_windows(sources, targets) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every 128-note window, 42 notes apart (the tail dropped, as the original trains)."""
+    return [(s[a: a + WINDOW], t[a: a + WINDOW]) for s, t in zip(sources, targets)
+            for a in range(0, len(s) - WINDOW + 1, STEP)]
+
+
+def batch_order(n_windows: int, steps: int, seed: int = 0) -> list[np.ndarray]:
+    """Window indices of every batch: a new permutation each epoch (peers.t5.batches' rule)."""
+    rng, out = np.random.default_rng(seed), []
+    while len(out) < steps:
+        order = rng.permutation(n_windows)
+        out += [order[i: i + BATCH] for i in range(0, n_windows - BATCH + 1, BATCH)]
+    return out[:steps]
+
+
+def ours_batch(wins, idx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(source (b, 1 + n), target_in (b, n), target_out (b, n)): CLS first on both sides."""
+    src = np.stack([np.r_[1, wins[i][0]] for i in idx])
+    tgt = np.stack([np.r_[1, wins[i][1]] for i in idx])
+    return torch.from_numpy(src), torch.from_numpy(tgt[:, :-1]), torch.from_numpy(tgt[:, 1:].copy())
+
+
+# ---- training ------------------------------------------------------------------------------------
+
+
+def noam(step: int, *, dim: int, warmup: int, factor: float = 1.0) -> float:
+    """midi-translation's rate (utils.py learning_rate_schedule), steps from 1."""
+    return factor * dim**-0.5 * min(step**-0.5, step * warmup**-1.5)
+
+
+def train_ours(net, wins, order, *, schedule: str, smoothing: float, warmup: int, log=print) -> dict[str, Any]:
+    """``len(order)`` optimiser steps of ours, as peers.t5.train_steps does T5's."""
+    opt = torch.optim.Adam(net.parameters(), lr=1.0, betas=(0.9, 0.98), eps=1e-9)
+    rate = (lambda s: SEED_LR) if schedule == "constant" else (lambda s: noam(s, dim=net.config.dim, warmup=warmup))
+    net.train()
+    losses, t0 = [], time.perf_counter()
+    for step, idx in enumerate(order, start=1):
+        for g in opt.param_groups:
+            g["lr"] = rate(step)
+        source, target_in, target_out = ours_batch(wins, idx)
+        logits = net(source, target_in)  # b n v
+        loss = F.cross_entropy(logits.flatten(0, 1), target_out.flatten(), label_smoothing=smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        if step % 100 == 0:
+            log(f"step {step} loss {np.mean(losses[-100:]):.4f} lr {rate(step):.2e} {time.perf_counter() - t0:.0f}s")
+    return {"losses": losses, "seconds": time.perf_counter() - t0}
+
+
+def train_t5(model, wins, order, *, setting: str, warmup: int, log=print) -> dict[str, Any]:
+    from peers import t5
+
+    def batches():
+        for idx in order:
+            rows = [t5.to_t5(wins[i][0], wins[i][1]) for i in idx]
+            yield torch.from_numpy(np.stack([r[0] for r in rows])), torch.from_numpy(np.stack([r[1] for r in rows]))
+
+    overrides = {} if setting == "seed" else {"warmup": warmup}
+    out = t5.train_steps(model, batches(), len(order), setting=setting, **overrides)
+    for k in range(100, len(order) + 1, 100):
+        log(f"step {k} loss {np.mean(out['losses'][k - 100: k]):.4f}")
+    return out
+
+
+# ---- evaluation ----------------------------------------------------------------------------------
+
+
+def evaluate_ours(net, sources, targets) -> dict[str, float]:
+    from notelm.models.seq2seq import VelocityModel
+    from notelm.velocity import evaluate_velocity
+
+    model = VelocityModel(net, stride=EVAL_STRIDE, dtype=torch.float32)
+    return evaluate_velocity(model, sources, targets)
+
+
+@torch.no_grad()
+def t5_greedy(model, inputs: torch.Tensor, steps: int) -> np.ndarray:
+    """Greedy velocities (b, steps) of T5 with its cache, restricted to the velocity ids."""
+    from peers import t5
+
+    enc = model.get_encoder()(input_ids=inputs)
+    token = torch.full((inputs.shape[0], 1), t5.PAD, dtype=torch.long)  # T5's decoder start
+    past, out = None, []
+    for _ in range(steps):
+        r = model(encoder_outputs=enc, decoder_input_ids=token, cache=past, use_cache=True)
+        past = r.cache
+        v = r.logits[:, -1, t5.VELOCITY0: t5.VELOCITY0 + 128].argmax(-1)
+        out.append(v)
+        token = (v + t5.VELOCITY0)[:, None]
+    return torch.stack(out, 1).numpy()
+
+
+def evaluate_t5(model, sources, targets) -> dict[str, float]:
+    from notelm.encodings.vocab import N_SPECIAL
+    from notelm.models.seq2seq import window_plan
+    from notelm.velocity import velocity_figures
+    from peers import t5
+
+    model.eval()
+    preds = {k: [] for k in ("argmax", "expected", "greedy")}
+    for s, t in zip(sources, targets):
+        starts, owner = window_plan(len(s), WINDOW, EVAL_STRIDE)
+        piece = {k: np.zeros(len(s)) for k in preds}
+        for k in range(0, len(starts), 32):
+            chunk = starts[k: k + 32]
+            rows = [t5.to_t5(s[a: a + WINDOW], t[a: a + WINDOW]) for a in chunk]
+            if len({len(r[0]) for r in rows}) > 1:  # only a piece shorter than a window differs
+                raise ValueError("windows of unequal length")
+            inputs = torch.from_numpy(np.stack([r[0] for r in rows]))
+            labels = torch.from_numpy(np.stack([r[1] for r in rows]))
+            p = t5.predict(model, inputs, labels)
+            g = t5_greedy(model, inputs, inputs.shape[1] - 1)
+            for r, a in enumerate(chunk):
+                owned = np.flatnonzero(starts[owner] == a)
+                piece["argmax"][owned] = p["argmax"][r, owned - a]
+                piece["expected"][owned] = p["expected"][r, owned - a]
+                piece["greedy"][owned] = g[r, owned - a]
+        for k in preds:
+            preds[k].append(piece[k])
+    return velocity_figures([np.asarray(t) - N_SPECIAL for t in targets], **preds)
+
+
+# ---- rows ----------------------------------------------------------------------------------------
+
+
+def ablation_row(name: str, *, steps: int, limit: int | None = None, widths: dict | None = None,
+                 t5_widths: dict | None = None, warmup: int = ABLATION_WARMUP, pieces_every: int = 1,
+                 log=print) -> dict[str, Any]:
+    """Train and evaluate one ablation row (velocity-bins variant, 3/3/3 bins). pieces_every:
+    train on every k-th training performance only (the data-size evidence)."""
+    from notelm.models.seq2seq import Seq2Seq, VelocityConfig
+
+    family, setting, smoothing, shared = ABLATION[name]
+    enc, (train_s, train_t), (valid_s, valid_t) = load(limit=limit)
+    train_s, train_t = train_s[::pieces_every], train_t[::pieces_every]
+    wins = training_windows(train_s, train_t)
+    order = batch_order(len(wins), steps)
+    torch.manual_seed(0)
+    if family == "t5":
+        from peers import t5
+
+        model = t5.build(len(enc.vocab), seed=0, **(t5_widths or T5_WIDTHS))
+        trained = train_t5(model, wins, order, setting=setting, warmup=warmup, log=log)
+        figures = evaluate_t5(model, valid_s, valid_t)
+    else:
+        cfg = VelocityConfig(vocab_size=len(enc.vocab), shared_vocab=shared, **(widths or ABLATION_WIDTHS))
+        model = Seq2Seq(cfg)
+        trained = train_ours(model, wins, order, schedule="constant" if setting == "constant" else "noam",
+                             smoothing=smoothing, warmup=warmup, log=log)
+        figures = evaluate_ours(model, valid_s, valid_t)
+    return {"model": name, "variant": "velocity-bins", "split": "valid",
+            **{k: figures[k] for k in ("mae_teacher_forced", "mae_greedy", "mae_expected", "pearson", "std_ratio")},
+            "steps": steps, "train_seconds": round(trained["seconds"], 1),
+            "detail": {"family": family, "setting": setting, "label_smoothing": smoothing, "shared_vocab": shared,
+                       "widths": (t5_widths or T5_WIDTHS) if family == "t5" else (widths or ABLATION_WIDTHS),
+                       "warmup": warmup, "parameters": sum(p.numel() for p in model.parameters()),
+                       "training_pieces": len(train_s), "epochs": round(steps * BATCH / len(wins), 2),
+                       "windows": len(wins), "notes": figures["notes"], "pieces": figures["pieces"],
+                       "loss_curve": [round(float(np.mean(trained["losses"][k: k + 100])), 4)
+                                      for k in range(0, len(trained["losses"]), 100)]}}
+
+
+def baseline_rows() -> list[dict[str, Any]]:
+    from notelm.velocity import Baselines
+
+    rows = []
+    for variant, vbins in (("velocity-bins", 3), ("no-velocity", 0)):
+        enc, (ts, tt), (vs, vt) = load(velocity_bins=vbins)
+        base = Baselines.fit(enc, ts, tt)
+        for name in base.names():
+            f = base.figures(name, enc, vs, vt)
+            rows.append({"model": name, "variant": variant, "split": "valid",
+                         **{k: f[k] for k in ("mae_teacher_forced", "mae_greedy", "mae_expected", "pearson", "std_ratio")},
+                         "steps": 0, "train_seconds": 0.0})
+    return rows
+
+
+FIG = ("mae_teacher_forced", "mae_greedy", "mae_expected", "pearson", "std_ratio")
+CURVE = RESULTS / "velocity-curve"  # notelm evaluate on the compared run every 1,000 steps
+PRETRAINED = HERE.parent / "src" / "notelm" / "pretrained"
+
+
+def runs_rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows of the trained runs (the compared run's last evaluation, the two built-ins) and the
+    compared run's learning curve."""
+    rows, curve = [], []
+    for path in sorted(CURVE.glob("compared-*.json"), key=lambda p: int(p.stem.split("-")[1])):
+        r = json.loads(path.read_text())
+        curve.append({"steps": r["global_step"], "train_seconds": r["train_seconds"], **{k: r["rows"][0][k] for k in FIG}})
+    if curve:
+        rows.append({"model": "velocity-compared", "variant": "velocity-bins", "split": "valid",
+                     **{k: curve[-1][k] for k in FIG}, "steps": curve[-1]["steps"],
+                     "train_seconds": round(curve[-1]["train_seconds"], 1)})
+    for name in ("velocity", "velocity-3bin"):
+        folder = PRETRAINED / name
+        if not (folder / "evaluation.json").is_file():
+            continue
+        ev, m = json.loads((folder / "evaluation.json").read_text()), json.loads((folder / "metrics.json").read_text())
+        rows.append({"model": "velocity-small", "variant": ev["variant"], "split": "valid",
+                     **{k: ev["figures"][0][k] for k in FIG}, "steps": m["global_step"],
+                     "train_seconds": round(m["train_seconds"], 1)})
+    return rows, curve
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The README's table from velocity.json."""
+    lines = ["| model | source | MAE teacher-forced | MAE greedy | MAE expected | Pearson | std ratio | steps | train s |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['model']} | {r['variant']} | " + " | ".join(f"{r[k] + 0.0:.2f}" for k in FIG)
+                     + f" | {r['steps']:,} | {r['train_seconds']:,.0f} |")
+    return "\n".join(lines)
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--row", choices=sorted(ABLATION), help="train and evaluate one ablation row")
+    parser.add_argument("--steps", type=int, default=ABLATION_STEPS)
+    parser.add_argument("--pieces-every", type=int, default=1,
+                        help="train on every k-th training performance (data-size rows, in velocity-data/)")
+    parser.add_argument("--table", action="store_true", help="assemble bench/results/velocity.json")
+    parser.add_argument("--markdown", action="store_true", help="print velocity.json's table for the README")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, every ablation row; writes nothing")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.smoke:
+        tiny, tiny_t5 = {"dim": 16, "n_layers": 1, "n_heads": 2, "ff": 32}, {
+            "d_model": 16, "num_layers": 1, "num_heads": 2, "d_kv": 8, "d_ff": 32}
+        for name in ABLATION:
+            row = ablation_row(name, steps=3, limit=2, widths=tiny, t5_widths=tiny_t5, warmup=2, log=lambda *_: None)
+            print(json.dumps({k: v for k, v in row.items() if k != "detail"}))
+        return
+    if args.row:
+        row = ablation_row(args.row, steps=args.steps, pieces_every=args.pieces_every, log=lambda m: print(m, flush=True))
+        if args.pieces_every > 1:
+            row["model"] = f"{args.row}-pieces-1in{args.pieces_every}"
+            write_json(DATA_ROWS / f"{row['model']}.json", row)
+        else:
+            write_json(ROWS / f"{args.row}.json", row)
+        print(json.dumps(row, indent=2))
+    if args.table:
+        from notelm.benchmarks import machine
+
+        trained, curve = runs_rows()
+        ablation = [json.loads(p.read_text()) for p in sorted(ROWS.glob("*.json"))]
+        data = [json.loads(p.read_text()) for p in sorted(DATA_ROWS.glob("*.json"))]
+        details = {r["model"]: r.pop("detail") for r in ablation + data}
+        result = {"rows": trained + ablation + baseline_rows(), "command": " ".join(["python", *sys.argv]),
+                  "learning_curve": curve, "data_size": [{k: r[k] for k in ("model", *FIG, "steps")}
+                                                         | {"training_pieces": details[r["model"]]["training_pieces"],
+                                                            "epochs": details[r["model"]]["epochs"]} for r in data],
+                  "details": details, "machine": machine()}
+        write_json(RESULTS / "velocity.json", result)
+        print(markdown(result))
+    if args.markdown:
+        print(markdown(json.loads((RESULTS / "velocity.json").read_text())))
+
+
+if __name__ == "__main__":
+    main()
