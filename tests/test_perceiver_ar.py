@@ -166,3 +166,16 @@ def test_presets_are_valid_configs():
         assert cfg.latents <= cfg.context, name
     assert {k: PRESETS["v3"]["model"][k] for k in ("context", "dim", "n_heads", "n_layers", "latents")} == \
         {"context": 8192, "dim": 1024, "n_heads": 8, "n_layers": 8, "latents": 512}
+
+
+def test_float32_logits_do_not_depend_on_how_far_into_the_piece_a_window_is():
+    """Rotary angles of positions near 60,000 in float32 are off by ~4e-3 rad; layers.rotate
+    takes cos and sin in float64, so a window's logits are the same wherever it lies."""
+    net = network(7, dtype=torch.float32, dim=32, n_heads=2)
+    x = tokens(L, seed=7)
+    with torch.no_grad():
+        for attn in (net.cross.attn, *(b.attn for b in net.blocks)):
+            attn.qkv.weight.mul_(10)  # sharp attention, as trained weights have
+        near, _ = net(x, positions=torch.arange(L))
+        far, _ = net(x, positions=torch.arange(60_000, 60_000 + L))
+    torch.testing.assert_close(far, near, atol=2e-5, rtol=0)
