@@ -476,6 +476,98 @@ def generate(
             out.print(f"{result[key]}" + (f" ({result['synthesizer']})" if key == "wav" else ""))
 
 
+@app.command("continue")
+def continue_(
+    primer: Path = typer.Argument(..., help="MIDI file to continue: its first --primer-seconds, or --from/--to."),
+    seconds: float | None = typer.Option(None, "--seconds", help="Seconds of music to add (default 30)."),
+    tokens: int | None = typer.Option(None, "--tokens", help="Tokens to sample instead of --seconds."),
+    primer_seconds: float | None = typer.Option(None, "--primer-seconds", help="The primer is the file's first so many seconds (default 10)."),
+    start: float | None = typer.Option(None, "--from", help="Where in the file the primer starts (seconds; default 0)."),
+    end: float | None = typer.Option(None, "--to", help="Where in the file the primer ends (seconds)."),
+    model: str = typer.Option("builtin:perceiver-ar", "--model", help="builtin:NAME or a run directory trained with --encoding performance."),
+    temperature: float | None = typer.Option(None, "--temperature", help="Sampling temperature (default: the README's chosen setting)."),
+    top_p: float | None = typer.Option(None, "--top-p", help="Nucleus sampling: the smallest set with this much probability."),
+    top_k: int | None = typer.Option(None, "--top-k", help="Sample among the k most likely tokens."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (reproducible output)."),
+    output: Path | None = typer.Option(None, "--out", help="MIDI file to write (default: PRIMER-continued.mid in the current folder)."),
+    wav: Path | None = typer.Option(None, "--wav", help="Also render audio (a General MIDI SoundFont found offline)."),
+    png: Path | None = typer.Option(None, "--png", help="Also draw the piano roll (the primer's end marked)."),
+    soundfont: Path | None = typer.Option(None, "--soundfont", help="SoundFont (.sf2/.sf3) for --wav."),
+    continuation_only: bool = typer.Option(False, "--continuation-only", help="Write only the continuation, not the primer before it."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+    as_json: bool = JSON,
+) -> None:
+    """Continue a piano performance: the primer is the stretch of the file you name (its first 10 s
+    unless told), never a random window; the output holds the primer, then the continuation.
+    Works with any run trained on the performance encoding (perceiver-ar, transformer, lstm, ...).
+
+    Example: notelm continue primer.mid --seconds 20 --seed 1 --out continued.mid --wav continued.wav --png continued.png
+    """
+    from notelm import continuation as c
+    from notelm.io import write_midi
+    from notelm.io.files import OutputExistsError
+
+    if seconds is not None and tokens is not None:
+        raise NotelmError("give --seconds or --tokens, not both")
+    output = output if output is not None else Path(f"{primer.stem}-continued.mid")
+    for path in (output, wav, png):
+        if path is not None and path.exists() and not force:
+            raise OutputExistsError(path)
+    settings = {"temperature": c.TEMPERATURE if temperature is None else temperature,
+                "top_p": c.TOP_P if top_p is None else top_p, "top_k": c.TOP_K if top_k is None else top_k}
+    seconds = 30.0 if seconds is None and tokens is None else seconds
+    with rate_bar("continuing", total=seconds if seconds is not None else tokens, unit="s" if tokens is None else "tokens") as bar:
+        result = c.continue_file(primer, model, primer_seconds=primer_seconds, start=start, end=end, seconds=seconds,
+                                 tokens=tokens, seed=seed, continuation_only=continuation_only, progress=bar, **settings)
+    write_midi(result.piece, output, force=force)
+    report = {"midi": str(output), "model": model, "primer": str(primer), "primer_seconds": result.primer_seconds,
+              "primer_notes": len(result.primer), "primer_tokens": result.primer_tokens, "tokens": result.tokens,
+              "notes": len(result.continuation), "seconds": result.continuation.end, "tokens_per_s": result.tokens_per_s,
+              **settings, "seed": seed}
+    if png is not None:
+        from notelm.render import plot_pianoroll
+
+        plot_pianoroll(result.piece, png, force=force, mark_from=None if continuation_only else result.primer_seconds)
+        report["png"] = str(png)
+    if wav is not None:
+        from notelm.render import render_wav
+
+        rendered = render_wav(result.piece, wav, soundfont=soundfont, force=force)
+        report.update(wav=str(wav), wav_seconds=rendered.seconds, synthesizer=rendered.synthesizer)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    out.print(f"{output}: {report['primer_notes']} primer notes ({result.primer_seconds:g} s), then "
+              f"{report['notes']} notes ({report['tokens']} tokens, {result.tokens_per_s:.0f} tokens/s)")
+    for key in ("png", "wav"):
+        if key in report:
+            out.print(f"{report[key]}" + (f" ({report['synthesizer']})" if key == "wav" else ""))
+
+
+@contextmanager
+def rate_bar(description: str, *, total: float, unit: str):
+    """A progress callback ``(tokens, seconds)`` drawing a bar of seconds (or tokens) made and
+    the tokens per second, on a terminal only."""
+    import time
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                   TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal)
+    first: list[float] = []  # when the first token came (the primer's prefill is not sampling)
+    with bar:
+        task = bar.add_task(description, total=total, info="")
+
+        def update(tokens: int, seconds: float) -> None:
+            if not first:
+                first.append(time.perf_counter())
+            rate = (tokens - 1) / max(time.perf_counter() - first[0], 1e-9)
+            done = seconds if unit == "s" else tokens
+            bar.update(task, completed=min(done, total), info=f"{done:.1f}/{total:g} {unit}, {rate:.0f} tokens/s")
+
+        yield update
+
+
 @bench_app.command("generation")
 def bench_generation(
     context: int = typer.Option(2048, "--context", help="Tokens of context when sampling."),
