@@ -570,26 +570,48 @@ def rate_bar(description: str, *, total: float, unit: str):
 
 @bench_app.command("generation")
 def bench_generation(
+    family: str = typer.Option("transformer", "--family", help="transformer or perceiver-ar."),
     context: int = typer.Option(2048, "--context", help="Tokens of context when sampling."),
     new_tokens: int = typer.Option(64, "--tokens", help="Tokens to sample each way."),
+    peer_tokens: int = typer.Option(4, "--peer-tokens", help="perceiver-ar: tokens the peer library samples (each is a full forward pass)."),
     preset: str = typer.Option("small", "--preset", help="Transformer size: debug, small or base."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     as_json: bool = JSON,
 ) -> None:
-    """Transformer sampling speed with and without the KV cache, same model, same run.
+    """Sampling speed with and without the KV cache, same model, same run: a Transformer, or
+    Perceiver AR (512 latents, 512 wide, 8 layers, 8 heads) against perceiver-ar-pytorch's
+    generate when the [bench] extra is installed.
 
-    Example: notelm bench generation --context 2048 --json
+    Example: notelm bench generation --family perceiver-ar --context 2048 --json
     """
-    from notelm.benchmarks import generation_speed, machine
+    from notelm.benchmarks import (
+        generation_speed,
+        machine,
+        peer_generation_speed,
+        perceiver_generation_speed,
+    )
 
     if context < new_tokens + 2:
         raise NotelmError(f"--context must exceed --tokens + 1 ({new_tokens + 1})")
-    r = {**generation_speed(context=context, new_tokens=new_tokens, preset=preset, device=device), "machine": machine()}
+    if family == "transformer":
+        r = generation_speed(context=context, new_tokens=new_tokens, preset=preset, device=device)
+    elif family == "perceiver-ar":
+        r = perceiver_generation_speed(context=context, new_tokens=new_tokens, device=device)
+        r.update(peer_generation_speed(context=context, new_tokens=peer_tokens) if device == "cpu" else
+                 {"peer_tokens_per_s": None, "peer_note": "the peer is measured on the CPU only"})
+        if r["peer_tokens_per_s"]:
+            r["speedup_over_peer"] = r["cached_tokens_per_s"] / r["peer_tokens_per_s"]
+    else:
+        raise NotelmError(f"--family must be transformer or perceiver-ar; got {family!r}")
+    r["machine"] = machine()
     if as_json:
         print(json.dumps(r, indent=2))
         return
-    out.print(f"context {context}, {preset} transformer on {device}: cached {r['cached_tokens_per_s']:.1f} tokens/s, "
-              f"uncached {r['uncached_tokens_per_s']:.1f} tokens/s ({r['speedup']:.1f}x); "
+    name = f"{preset} transformer" if family == "transformer" else "perceiver-ar"
+    peer = (f"; perceiver-ar-pytorch {r['peer_tokens_per_s']:.2f} tokens/s ({r['speedup_over_peer']:.0f}x slower)"
+            if r.get("peer_tokens_per_s") else f"; peer: {r['peer_note']}" if "peer_note" in r else "")
+    out.print(f"context {context}, {name} on {device}: cached {r['cached_tokens_per_s']:.1f} tokens/s, "
+              f"uncached {r['uncached_tokens_per_s']:.1f} tokens/s ({r['speedup']:.1f}x){peer}; "
               f"largest log-probability difference {r['max_abs_log_prob_diff']:.2e}")
 
 
