@@ -177,10 +177,3 @@ def test_shipped_run_reproduces_its_row_of_the_table():
     got = evaluate_run(run, corpus="oneills", split="test")
     for key in ("nll_nats", "precision", "evt_nll_nats", "evt_precision", "events", "evt_events"):
         assert got[key] == pytest.approx(row[key], rel=1e-6), key
-
-
-def test_the_registry_names_every_network_family():
-    from notelm.models.neural import NETWORKS
-    from notelm.models.registry import MODELS, NEURAL
-
-    assert set(NEURAL) == set(NETWORKS) and set(NEURAL) <= set(MODELS)

@@ -19,6 +19,7 @@ from notelm.errors import NotelmError
 from notelm.models.neural import build_network
 from notelm.runs import RunError, load_weights, open_run, save_weights
 from notelm.training import SettingsError, train
+from notelm.training.checkpoints import read_checkpoint
 from notelm.training.config import TrainConfig, parse_set, read_config_file
 from notelm.training.schedules import schedule
 
@@ -99,16 +100,15 @@ def tiny_run(tmp_path_factory):
 
 def test_run_directory_holds_the_artifacts(tiny_run):
     for name in ("config.json", "encoding.json", "model.safetensors", "metrics.json", "README.md",
-                 "checkpoints/last.ckpt", "checkpoints/best.ckpt", "data/train.npy", "data/valid-offsets.npy",
+                 "checkpoints/last.safetensors", "checkpoints/best.safetensors", "data/train.npy", "data/valid-offsets.npy",
                  "logs/csv/metrics.csv"):
         assert (tiny_run / name).is_file(), name
     assert list((tiny_run / "logs" / "tensorboard").glob("events.out.tfevents.*"))
-    assert sorted(p.name for p in (tiny_run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]  # no temp files
+    assert sorted(p.name for p in (tiny_run / "checkpoints").iterdir()) == ["best.safetensors", "last.safetensors"]  # no temp files
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     assert metrics["global_step"] == 6 and [h["step"] for h in metrics["val_history"]] == [3, 6]
     assert metrics["best_val_loss"] == min(h["val_loss"] for h in metrics["val_history"])
-    # our own checkpoints, written by this test's run: unpickling them is safe here
-    best = torch.load(tiny_run / "checkpoints" / "best.ckpt", weights_only=False, map_location="cpu")
+    best = read_checkpoint(tiny_run / "checkpoints" / "best.safetensors")  # tensors and JSON, no pickle
     assert best["global_step"] == metrics["best_step"]
     saved = weights(tiny_run)  # the best checkpoint holds the weights of model.safetensors
     state = {k.removeprefix("network."): v for k, v in best["state_dict"].items()}
@@ -120,12 +120,12 @@ def test_run_directory_holds_the_artifacts(tiny_run):
 
 def test_best_checkpoint_of_a_final_validation(tmp_path):
     """The last steps are validated after fit (5 is no multiple of 3); when that validation is
-    the best, best.ckpt is the final checkpoint."""
+    the best, best.safetensors is the final checkpoint."""
     out = tmp_path / "run"
     train("lstm", out=out, max_steps=5, overrides=["train.val_every=3", "train.lr=0.01"], **TINY)
     metrics = json.loads((out / "metrics.json").read_text())
     assert [h["step"] for h in metrics["val_history"]] == [3, 5]
-    best = torch.load(out / "checkpoints" / "best.ckpt", weights_only=False, map_location="cpu")
+    best = read_checkpoint(out / "checkpoints" / "best.safetensors")
     assert best["global_step"] == metrics["best_step"]
 
 
@@ -351,3 +351,80 @@ def test_noam_schedule_and_label_smoothing_in_a_run(tmp_path):
     assert logged and all(lr == pytest.approx(f(step), rel=1e-5) for step, lr in logged.items())
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["global_step"] == 8 and np.isfinite(metrics["best_val_loss"])
+
+
+# ---- resume checkpoints never run code ------------------------------------------------------------
+
+
+class _Payload:
+    """Unpickling this would create the marker file (what a hostile checkpoint does)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("where", ["checkpoints/last.safetensors", "checkpoints/last.ckpt"])
+def test_a_pickled_checkpoint_is_refused_and_its_payload_never_runs(tiny_run, tmp_path, where):
+    import pickle
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "checkpoints" / "last.safetensors").unlink()
+    marker = tmp_path / "payload-ran"
+    (run / where).write_bytes(pickle.dumps({"state_dict": {}, "hook": _Payload(marker)}))
+    r = notelm("train", "lstm", "--out", run, "--resume", "--max-steps", "12", "--quiet", "--threads", "1")
+    assert r.returncode == 1 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert ("not a notelm resume checkpoint" if where.endswith("safetensors") else "pickle") in r.stderr
+    assert not marker.exists()
+
+
+def test_a_checkpoint_with_a_foreign_key_resumes_and_nothing_in_it_runs(tmp_path):
+    """A real checkpoint with one extra key whose value is a pickle: the key is inert data."""
+    import pickle
+
+    from notelm.training.checkpoints import checkpoint_bytes
+
+    out = tmp_path / "run"
+    train("lstm", out=out, max_steps=4, overrides=["train.val_every=2"], **TINY)
+    marker = tmp_path / "payload-ran"
+    state = read_checkpoint(out / "checkpoints" / "last.safetensors")
+    state["extra"] = pickle.dumps(_Payload(marker)).decode("latin-1")
+    (out / "checkpoints" / "last.safetensors").write_bytes(checkpoint_bytes(state))
+    train("lstm", out=out, max_steps=6, resume=True, progress=False, accelerator="cpu", devices=1, threads=1)
+    assert not marker.exists()
+    assert json.loads((out / "metrics.json").read_text())["global_step"] == 6
+
+
+def test_resume_before_the_first_validation_starts_from_step_zero(tmp_path):
+    """A run killed before its first checkpoint is not a dead end: --resume trains it from the
+    start on the data already prepared; --force replaces it; a folder notelm did not make is
+    never replaced."""
+    out = tmp_path / "run"
+    train("lstm", out=out, max_steps=2, overrides=["train.val_every=2"], **TINY)
+    for p in (out / "checkpoints").iterdir():
+        p.unlink()
+    train("lstm", out=out, max_steps=4, resume=True, progress=False, accelerator="cpu", devices=1, threads=1)
+    assert json.loads((out / "metrics.json").read_text())["global_step"] == 4
+    with pytest.raises(NotelmError, match="not empty"):
+        train("lstm", out=out, max_steps=2, **TINY)
+    train("lstm", out=out, max_steps=2, force=True, **TINY)
+    assert json.loads((out / "metrics.json").read_text())["global_step"] == 2
+    (out / "thesis.tex").write_text("years of work")
+    with pytest.raises(NotelmError, match="did not write"):
+        train("lstm", out=out, max_steps=2, force=True, **TINY)
+    assert (out / "thesis.tex").read_text() == "years of work" and (out / "config.json").is_file()
+
+
+def test_resume_refuses_settings_it_cannot_apply(tmp_path):
+    out = tmp_path / "run"
+    train("lstm", out=out, max_steps=4, overrides=["train.val_every=2"], **TINY)
+    with pytest.raises(SettingsError, match="--set"):
+        train("lstm", out=out, resume=True, overrides=["model.hidden=64"], progress=False)
+    with pytest.raises(SettingsError, match="--corpus"):
+        train("lstm", out=out, resume=True, corpus="essen-erk", progress=False)
+    with pytest.raises(SettingsError, match="step 4 already"):
+        train("lstm", out=out, resume=True, max_steps=3, progress=False)

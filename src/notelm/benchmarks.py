@@ -164,16 +164,17 @@ def training_speed(model: str, preset: str, *, steps: int = 10, warmup: int = 2,
     """Training tokens per second of ``model`` at ``preset`` (its batch size and context) on CPU."""
     import torch
 
-    from notelm.models.neural import build_network, family
+    from notelm.models.neural import build_network, network_spec
     from notelm.training.config import TrainConfig
-    from notelm.training.task import LanguageModelTask
+    from notelm.training.tasks import LanguageModelTask
 
     torch.manual_seed(seed)
-    p = family(model).presets[preset]
+    record = network_spec(model)
+    p = record.preset_table[preset]
     cfg = {**p["model"], "vocab_size": GRID_VOCAB}
     net = build_network(model, cfg)
     train = TrainConfig.from_dict({k: v for k, v in p["train"].items()})
-    task = LanguageModelTask(net, train=train, total_steps=steps + warmup)
+    task = LanguageModelTask(net, train=train, total_steps=steps + warmup, width=record.model_width(net.config))
     optimizer = task.configure_optimizers()["optimizer"]
     b, t = train.batch_size, cfg["context"]
     rng = torch.Generator().manual_seed(seed)
@@ -182,7 +183,7 @@ def training_speed(model: str, preset: str, *, steps: int = 10, warmup: int = 2,
     for i in range(warmup + steps):
         x = torch.randint(4, GRID_VOCAB, (b, t + 1), generator=rng)
         t0 = time.perf_counter()
-        total, count, _ = task.losses(x[:, :-1], x[:, 1:])
+        total, count, _, _ = task.losses((x[:, :-1], x[:, 1:]))
         loss = total / count
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

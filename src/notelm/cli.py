@@ -213,20 +213,6 @@ def idyom(
 # ---- notelm quickstart ----------------------------------------------------------------------------
 
 
-def parse_settings(pairs: list[str]) -> dict:
-    """``key=value`` pairs; values read as JSON where they parse (numbers, true, lists), else text."""
-    settings = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise NotelmError(f"--set takes key=value, not {pair!r}")
-        try:
-            settings[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            settings[key.strip()] = value
-    return settings
-
-
 @app.command()
 def encode(
     corpus: str,
@@ -249,9 +235,11 @@ def encode(
 
     c = load(corpus, root)
     pieces = c.pieces[:limit] if limit else c.pieces
-    enc = get_encoding(encoding, **parse_settings(settings))
+    from notelm.training.config import parse_pairs
+
+    enc = get_encoding(encoding, **parse_pairs(settings))
     if enc.learns:
-        enc.fit((c.split("train") or pieces) if encoding == "note-tokens" else pieces)
+        enc.fit((c.split("train") or pieces) if enc.fits_on == "train" else pieces)
     if roundtrip:
         report = roundtrip_report([*pieces, *(_skipped_items(c) if not limit else [])], enc)
         if as_json:
@@ -297,6 +285,59 @@ def quickstart(out_dir: Path = typer.Option(Path("notelm-runs/quickstart"), "--o
     run_quickstart(out_dir, force=force, console=out, progress_bar=progress_bar)
 
 
+# ---- notelm models ---------------------------------------------------------------------------------
+
+models_app = typer.Typer(no_args_is_help=True, help="Built-in trained models and the model families notelm trains.")
+app.add_typer(models_app, name="models")
+
+
+def _model_names() -> list[str]:
+    from notelm.models.registry import names
+
+    return names()
+
+
+@models_app.command("list")
+def models_list(as_json: bool = JSON) -> None:
+    """The built-in trained models (use them as builtin:NAME wherever a run directory is taken).
+
+    Example: notelm models list --json
+    """
+    from notelm.pretrained import listing
+
+    rows = listing()
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        out.print("no built-in models in this notelm")
+        return
+    table = Table("name", "family", "encoding", "parameters", "size", "trained on", "license")
+    for r in rows:
+        table.add_row(f"builtin:{r['name']}", r["family"], r["encoding"], f"{r['parameters'] or 0:,}",
+                      f"{r['bytes'] / 2**20:.1f} MB", r["corpus"], r["license"] or "")
+    out.print(table)
+
+
+@models_app.command("families")
+def models_families(as_json: bool = JSON) -> None:
+    """The model families `notelm train` knows, with their kind and presets.
+
+    Example: notelm models families
+    """
+    from notelm.models.registry import SPECS
+
+    rows = [{"name": s.name, "kind": s.kind, "description": s.description,
+             "presets": sorted(s.preset_table) if s.neural else []} for s in SPECS]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("model", "kind", "presets", "what")
+    for r in rows:
+        table.add_row(r["name"], r["kind"], ", ".join(r["presets"]), r["description"])
+    out.print(table)
+
+
 # ---- notelm train / evaluate / compare / generate / bench -----------------------------------------
 
 bench_app = typer.Typer(no_args_is_help=True, help="Speed benchmarks of the neural engine.")
@@ -305,10 +346,10 @@ app.add_typer(bench_app, name="bench")
 
 @app.command()
 def train(
-    model: str = typer.Argument(..., help="lstm, transformer, ccstm, dcstm or wavenet (neural); ppm, markov or repetition (counting)."),
+    model: str = typer.Argument(..., help="The model: " + ", ".join(_model_names()) + " (see notelm models families)."),
     corpus: str | None = typer.Option(None, "--corpus", help="Corpus to train on (not needed with --resume)."),
     root: Path | None = ROOT,
-    encoding: str = typer.Option("grid", "--encoding", help="Token encoding (grid, performance, remi, ...)."),
+    encoding: str | None = typer.Option(None, "--encoding", help="Token encoding (grid, the default; melody, performance, note-tokens, remi, ...)."),
     config: Path | None = typer.Option(None, "--config", help="YAML or JSON file with sections model, train, encoding."),
     settings: list[str] = typer.Option([], "--set", help="A setting, section.key=value (repeatable), e.g. --set model.dim=64 --set train.lr=3e-4, or for ppm --set model.mode=both --set model.order_bound=5."),
     preset: str | None = typer.Option(None, "--preset", help="debug (seconds on CPU), small (the default) or base; neural models."),
@@ -321,6 +362,7 @@ def train(
     precision: str | None = typer.Option(None, "--precision", help="32-true, bf16-mixed, 16-mixed, ..."),
     out_dir: Path = typer.Option(..., "--out", help="Run directory to create (or continue with --resume)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
+    force: bool = typer.Option(False, "--force", help="Replace the run directory in --out (only one notelm made)."),
     threads: int | None = typer.Option(None, "--threads", help="Torch threads per process (default one per core; 1 on a busy CPU). Ignored by counting models."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar or model summary."),
 ) -> None:
@@ -345,7 +387,7 @@ def train(
     path = train_model(model, out=out_dir, corpus=corpus, root=root, encoding=encoding, config_file=config,
                        overrides=settings, preset=preset, max_steps=max_steps, max_epochs=max_epochs, devices=dev,
                        accelerator=accelerator, strategy=strategy, num_nodes=num_nodes, precision=precision,
-                       resume=resume, progress=not quiet, threads=threads)
+                       resume=resume, force=force, progress=not quiet, threads=threads)
     if os.environ.get("LOCAL_RANK", "0") == "0":
         m = json.loads((path / "metrics.json").read_text())
         best = m.get("best_val_loss")
@@ -356,7 +398,7 @@ def train(
                       f"accuracy {m['valid_accuracy']:.4f}")
             return
         out.print(f"{path}: {m['global_step']} steps in {m['train_seconds']:.0f} s, best validation "
-                  + (f"{best:.4f} nats = {best / 0.6931471805599453:.4f} bits per token" if best is not None else "none"))
+                  + (f"{best:.4f} nats = {m['best_val_bits']:.4f} bits per token" if best is not None else "none"))
 
 
 @app.command()

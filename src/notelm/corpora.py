@@ -77,6 +77,7 @@ class CorpusSpec:
     transform: Callable[[Piece], Piece] | None = None  # applied after reading (e.g. soprano only)
     reader: str = "file"  # "file": notelm.io by suffix; "thesession": rows of tunes.csv
     split_by: str = "id"  # what the split hashes: "id", "title" or "tune" (see split_keys)
+    bundled_root: Callable[[], Path] | None = None  # a local-layout corpus shipped inside the package
 
     def __post_init__(self) -> None:
         if self.split_by not in SPLIT_KEYS:
@@ -277,6 +278,12 @@ def _maestro_splits(root: Path) -> dict[str, str]:
     return {row["midi_filename"]: names[row["split"]] for row in _maestro_rows(root)}
 
 
+def _maestro_sample() -> Path:
+    from notelm.bundled import MAESTRO_SAMPLE
+
+    return MAESTRO_SAMPLE
+
+
 def _specs() -> dict[str, CorpusSpec]:
     specs = [
         CorpusSpec("essen", "Essen Folksong Collection, all ABC files (~8,500 melodies)", MUSIC21_LICENSE,
@@ -292,6 +299,10 @@ def _specs() -> dict[str, CorpusSpec]:
         CorpusSpec("maestro", "MAESTRO piano performances (v1-v3 layout: csv + YEAR/*.midi)",
                    "CC BY-NC-SA 4.0", _maestro_files, time_unit="second", needs_root=True,
                    own_splits=_maestro_splits),
+        CorpusSpec("maestro-sample", "12 MAESTRO test-split piano performances shipped with notelm (49 minutes)",
+                   "CC BY-NC-SA 4.0 (MAESTRO; see its README.md)",
+                   lambda root: _maestro_files(_maestro_sample()), time_unit="second",
+                   own_splits=lambda root: _maestro_splits(_maestro_sample()), bundled_root=_maestro_sample),
         CorpusSpec("pop909", "POP909 pop-song piano arrangements (MELODY, BRIDGE, PIANO tracks)", "MIT",
                    lambda root: _walk(root, (".mid", ".midi"), exclude=("versions",)), needs_root=True),
         CorpusSpec("lakh", "Lakh MIDI dataset, or any folder of MIDI files", "CC BY 4.0 (Lakh MIDI)",
@@ -475,7 +486,7 @@ def _check_root(spec: CorpusSpec, root: str | Path | None) -> Path | None:
     if not spec.needs_root:
         if root is not None:
             raise NotelmError(f"corpus {spec.name!r} is bundled; it takes no --root")
-        return None
+        return spec.bundled_root() if spec.bundled_root is not None else None
     if root is None:
         raise NotelmError(f"corpus {spec.name!r} needs --root PATH (the folder holding it)")
     path = Path(root).expanduser()

@@ -9,8 +9,8 @@ A run of a neural model (lstm, transformer, ccstm, dcstm, wavenet) holds::
     README.md            the model card
     data/                the encoded corpus as memory-mapped token arrays (notelm.training.data)
     logs/                TensorBoard events (logs/tensorboard) and CSV (logs/csv/metrics.csv)
-    checkpoints/last.ckpt  Lightning's checkpoint of the last step, for --resume
-    checkpoints/best.ckpt  Lightning's checkpoint of the step with the best validation loss
+    checkpoints/last.safetensors  the training state of the last step, for --resume
+    checkpoints/best.safetensors  the same at the step with the best validation loss
 
 A run of a counting model (ppm, markov, repetition; `notelm.training.symbolic`) holds the same
 config.json (without the ``train`` and ``trainer`` sections: nothing is optimised),
@@ -18,9 +18,10 @@ encoding.json, metrics.json (the validation figures), README.md and data/, and i
 weights ``counts.safetensors``: what the model counted, as flat integer arrays
 (`notelm.models.serialize`), checked on loading.
 
-Loading reads JSON and safetensors only, so a run downloaded from anyone is safe to load.
-The pickles, ``checkpoints/*.ckpt``, are read only by ``notelm train --resume`` (last.ckpt)
-in a directory that ``notelm train`` itself created (see `notelm.training.train`), or by you.
+Loading reads JSON and safetensors only, so a run downloaded from anyone is safe to load — and
+to resume: the checkpoints hold tensors and JSON too (`notelm.training.checkpoints`), never a
+pickle. Every command that takes a run directory also takes ``builtin:NAME``, a run shipped
+inside the package (`notelm.pretrained`).
 
 A run records ``RUN_FORMAT``; a run of another format is refused with a one-line reason.
 """
@@ -28,6 +29,7 @@ A run records ``RUN_FORMAT``; a run of another format is refused with a one-line
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,9 +43,13 @@ if TYPE_CHECKING:  # torch loads only when a neural run is used
 
     from notelm.models.base import SequenceModel
 
-RUN_FORMAT = 1  # bump when what a run directory holds changes incompatibly
+RUN_FORMAT = 1  # bump when what a run directory holds changes incompatibly (resume checkpoints
+# changed from Lightning's pickles to safetensors within format 1: old runs still load; only their
+# pickled checkpoints are refused)
 CONFIG, ENCODING, WEIGHTS, METRICS, CARD = "config.json", "encoding.json", "model.safetensors", "metrics.json", "README.md"
-COUNTS = "counts.safetensors"  # what a counting model learned (notelm.models.serialize)
+COUNTS = "counts.safetensors"  # what a counting model learned (counts as integer arrays)
+LAST_CHECKPOINT = Path("checkpoints") / "last.safetensors"  # resume state: tensors and JSON, never a pickle
+BEST_CHECKPOINT = Path("checkpoints") / "best.safetensors"
 
 
 class RunError(NotelmError):
@@ -51,6 +57,24 @@ class RunError(NotelmError):
 
 
 # ---- writing --------------------------------------------------------------------------------
+
+
+RUN_ENTRIES = {CONFIG, ENCODING, WEIGHTS, METRICS, CARD, COUNTS, "data", "logs", "checkpoints"}
+
+
+def clear_run_directory(out: Path) -> None:
+    """Remove what notelm wrote in run directory ``out`` (``train --force``); refuse, touching
+    nothing, when it holds anything else."""
+    import shutil
+
+    if foreign := sorted(p.name for p in out.iterdir() if p.name not in RUN_ENTRIES):
+        raise RunError(f"{out} holds files notelm did not write ({', '.join(foreign[:3])}); "
+                       "--force replaces only a run directory: choose another --out")
+    for path in out.iterdir():
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -149,23 +173,46 @@ class Run:
         return self.config["model"]["name"]
 
     @property
+    def spec(self):
+        """The registry record of the run's model (`notelm.models.registry`)."""
+        from notelm.models.registry import spec
+
+        return spec(self.model_name)
+
+    @property
+    def kind(self) -> str:
+        """counting, lm, seq2seq or segments (`notelm.models.registry.KINDS`)."""
+        return self.spec.kind
+
+    @property
     def counting(self) -> bool:
         """Whether this is a run of a counting model (ppm, markov, repetition), not a network."""
-        from notelm.models.registry import COUNTING
-
-        return self.model_name in COUNTING
+        return self.kind == "counting"
 
     def encoding(self):
         from notelm.encodings import encoding_from_dict
 
-        return encoding_from_dict(read_json(self.path / ENCODING))
+        data = read_json(self.path / ENCODING)
+        if not isinstance(data, dict):
+            raise RunError(f"{self.path / ENCODING}: not an encoding (expected a JSON object)")
+        try:
+            return encoding_from_dict(data)
+        except NotelmError as e:
+            raise RunError(f"{self.path / ENCODING}: {e}") from None
+        except (KeyError, TypeError, ValueError) as e:
+            raise RunError(f"{self.path / ENCODING}: damaged ({type(e).__name__}: {e})") from None
 
     def network(self) -> torch.nn.Module:
         from notelm.models.neural import build_network
 
         if self.counting:
             raise RunError(f"{self.path}: a {self.model_name} run has counts, not a network")
-        net = build_network(self.model_name, self.config["model"]["config"])
+        try:
+            net = build_network(self.model_name, self.config["model"]["config"])
+        except NotelmError as e:
+            raise RunError(f"{self.path / CONFIG}: {e}") from None
+        except (KeyError, TypeError, ValueError) as e:
+            raise RunError(f"{self.path / CONFIG}: the model settings are damaged ({type(e).__name__}: {e})") from None
         weights = self.path / WEIGHTS
         if not weights.is_file():
             raise RunError(f"{self.path}: no {WEIGHTS} (did training reach its first validation?)")
@@ -173,8 +220,9 @@ class Run:
         return net.eval()
 
     def model(self, **options: Any) -> SequenceModel:
-        """The trained model as a `SequenceModel` over the encoding's vocabulary. Options of a
-        neural run: dtype, device, use_cache, stride; a counting run takes none."""
+        """The trained model as a `SequenceModel` over the encoding's vocabulary (a
+        `ConditionalModel` for a sequence-to-sequence run). Options of a neural run: dtype,
+        device, use_cache, stride; a counting run takes none."""
         if self.counting:
             from notelm.models.symbolic import build_counting
 
@@ -190,20 +238,40 @@ class Run:
         return neural_model(self.model_name, self.network(), **options)
 
 
+BUILTIN = "builtin:"
+
+
+def run_path(path: str | Path) -> Path:
+    """The folder a run argument names: a path, or ``builtin:NAME`` (`notelm.pretrained`)."""
+    text = str(path)
+    if text.startswith(BUILTIN):
+        from notelm.pretrained import builtin_path
+
+        return builtin_path(text[len(BUILTIN):])
+    return Path(path)
+
+
 def open_run(path: str | Path) -> Run:
-    """Open a run directory, refusing one that is missing or of another run format."""
-    path = Path(path)
+    """Open a run directory (or ``builtin:NAME``), refusing one that is missing, damaged or of
+    another run format."""
+    path = run_path(path)
     if not path.is_dir():
         raise RunError(f"{path}: no such run directory")
     config = read_json(path / CONFIG)
+    if not isinstance(config, dict):
+        raise RunError(f"{path / CONFIG}: not a run's config (expected a JSON object)")
     check_format(config, path)
-    from notelm.models.registry import MODELS
+    from notelm.models.registry import REGISTRY
 
-    name = config.get("model", {}).get("name") if isinstance(config.get("model"), dict) else None
-    if name not in MODELS:
-        raise RunError(f"{path}: holds a model this notelm does not know ({name!r}; known: {', '.join(MODELS)})")
+    model = config.get("model")
+    name = model.get("name") if isinstance(model, dict) else None
+    if name not in REGISTRY or not isinstance(model.get("config"), dict):
+        raise RunError(f"{path}: holds a model this notelm does not know ({name!r}; known: {', '.join(REGISTRY)})")
+    for section in ("encoding", "data"):
+        if not isinstance(config.get(section), dict):
+            raise RunError(f"{path / CONFIG}: the {section} section is missing or not an object")
     metrics = read_json(path / METRICS) if (path / METRICS).is_file() else {}
-    return Run(path=path, config=config, metrics=metrics)
+    return Run(path=path, config=config, metrics=metrics if isinstance(metrics, dict) else {})
 
 
 # ---- the model card ---------------------------------------------------------------------------
@@ -267,15 +335,15 @@ def model_card(config: dict, metrics: dict) -> str:
         "",
         "## Results",
         "",
-        (f"- best validation loss {best:.4f} nats/token = {best / 0.6931471805599453:.4f} bits/token "
+        (f"- best validation loss {best:.4f} nats/token = {metrics.get('best_val_bits') or best / math.log(2):.4f} bits/token "
          f"at step {metrics.get('best_step')}") if best is not None else "- no validation yet",
         "",
         *USE,
         "Load it in Python with `notelm.runs.open_run(path).model()`. Loading reads only JSON and",
         "safetensors files (`model.safetensors` holds the weights of the best validation loss).",
-        "`checkpoints/last.ckpt` (a pickle: Lightning's checkpoint of the last step) is for",
-        "`notelm train --resume` only; `checkpoints/best.ckpt` is Lightning's checkpoint of the",
-        "best step, for your own use with Lightning (also a pickle: load only runs you made).",
+        "`checkpoints/last.safetensors` (the whole training state of the last step: weights,",
+        "optimiser, schedule, counters) is for `notelm train --resume`; `checkpoints/best.safetensors`",
+        "is the same at the best step. Both hold tensors and JSON only, never a pickle.",
         "",
     ]
     return "\n".join(lines)

@@ -162,6 +162,9 @@ class Encoding(ABC):
     config_class: ClassVar[type[EncodingConfig]]
     default_name: ClassVar[str]
     learns: ClassVar[bool] = False
+    # what `fit` learns from when a whole corpus is encoded: "all" its pieces (IDyOM's alphabets
+    # are the corpus's symbols) or its "train" split (fitted bins must not see the test data)
+    fits_on: ClassVar[str] = "all"
 
     def __init__(self, config: EncodingConfig | None = None, **settings: Any) -> None:
         if config is None:

@@ -105,6 +105,7 @@ class NoteTokensEncoding(Encoding):
     config_class = NoteTokensConfig
     default_name = "note-tokens"
     learns = True
+    fits_on = "train"  # midi-translation fits its bin edges on the training data
     config: NoteTokensConfig
 
     def __init__(self, config: NoteTokensConfig | None = None, **settings: Any) -> None:

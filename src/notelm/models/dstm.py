@@ -43,8 +43,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from notelm.config import Config, SettingsError, require_positive_ints
-from notelm.encodings.vocab import BOS_ID, PAD_ID, UNK_ID
+from notelm.encodings.vocab import PAD_ID
 from notelm.errors import NotelmError
+from notelm.models.neural import allowed_tokens
 
 ACTIVATIONS = ("selu", "relu", "gated")
 CODES = ("continuous", "gumbel", "straight-through")
@@ -222,8 +223,7 @@ class DSTM(nn.Module):
         self.config = config
         self.encoder = CausalEncoder(config)
         self.to_code = nn.Conv1d(config.filters, config.code_size, kernel_size=1)
-        allowed = torch.ones(config.vocab_size, dtype=torch.bool)
-        allowed[[PAD_ID, BOS_ID, UNK_ID]] = False
+        allowed = allowed_tokens(config.vocab_size)
         column = torch.full((config.vocab_size,), -1, dtype=torch.long)
         column[allowed] = torch.arange(int(allowed.sum()))
         self.register_buffer("allowed", allowed, persistent=False)

@@ -33,7 +33,6 @@ from torch import nn
 
 from notelm.encodings.vocab import BOS_ID, PAD_ID, UNK_ID
 from notelm.errors import UnknownNameError
-from notelm.models import dstm, lstm, transformer
 from notelm.models.base import SequenceModel
 
 FLOOR = 1e-10  # mass spread uniformly so that no event has probability zero
@@ -41,52 +40,31 @@ NEVER_PREDICTED = (PAD_ID, BOS_ID, UNK_ID)
 SMALL_CALL = 128  # tokens: a forward pass this short runs on `step_threads` threads
 
 
-# ---- the families of networks ----------------------------------------------------------------
+# ---- networks by family name ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Family:
-    """A network family: its config class, network class, presets, and whether it is windowed
-    (attends over at most ``config.context`` inputs) or recurrent."""
+def network_spec(name: str):
+    """The registry record of neural model ``name`` (`notelm.models.registry`)."""
+    from notelm.models.registry import names, spec
 
-    config_class: type
-    network_class: type
-    presets: dict[str, dict[str, dict[str, Any]]]
-    windowed: bool
-    description: str = ""
-
-
-NETWORKS: dict[str, Family] = {
-    "lstm": Family(lstm.LSTMConfig, lstm.LSTM, lstm.PRESETS, windowed=False,
-                   description="embedding, LSTM, dropout, linear (the grid tutorial's network)"),
-    "transformer": Family(transformer.TransformerConfig, transformer.Transformer, transformer.PRESETS, windowed=True,
-                          description="decoder-only, pre-norm, rotary positions, SDPA, KV cache"),
-    "ccstm": Family(dstm.CCSTMConfig, dstm.DSTM, dstm.DSTM_PRESETS, windowed=False,
-                    description="differentiable short-term model, continuous codes (fast weights over a dilated-conv encoder)"),
-    "dcstm": Family(dstm.DCSTMConfig, dstm.DSTM, dstm.DSTM_PRESETS, windowed=False,
-                    description="differentiable short-term model, discrete codes (Gumbel-softmax / straight-through)"),
-    "wavenet": Family(dstm.WaveNetConfig, dstm.WaveNet, dstm.WAVENET_PRESETS, windowed=False,
-                      description="causal dilated convolutions (WaveNet-style long-term model)"),
-}
-
-
-def family(name: str) -> Family:
-    if name not in NETWORKS:
-        raise UnknownNameError("neural model", name, list(NETWORKS))
-    return NETWORKS[name]
+    record = spec(name)
+    if not record.neural:
+        raise UnknownNameError("neural model", name, names("neural"))
+    return record
 
 
 def build_network(name: str, config: dict[str, Any]) -> nn.Module:
     """A freshly initialised network of family ``name`` from its config dict."""
-    fam = family(name)
-    return fam.network_class(fam.config_class.from_dict(config))
+    record = network_spec(name)
+    return record.network_class(record.config_class.from_dict(config))
 
 
 # ---- probabilities -----------------------------------------------------------------------------
 
 
 def allowed_tokens(vocab_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """(v,) bool: the tokens a model may emit (everything but PAD, BOS and UNK)."""
+    """(v,) bool: the tokens a model may emit (everything but PAD, BOS and UNK). Every loss
+    and every distribution over a vocabulary uses this one mask."""
     mask = torch.ones(vocab_size, dtype=torch.bool, device=device)
     mask[list(NEVER_PREDICTED)] = False
     return mask
@@ -98,6 +76,17 @@ def probabilities(logits: torch.Tensor, allowed: torch.Tensor) -> np.ndarray:
     z = logits.to(torch.float64).masked_fill(~allowed, float("-inf"))
     p = torch.softmax(z, dim=-1)
     return ((1.0 - FLOOR) * p + FLOOR / logits.shape[-1]).cpu().numpy()
+
+
+def length_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """Indices of items grouped into batches of similar length, longest first: each batch holds
+    as many items as fit ``max_tokens`` at its longest item's length (at least one)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    out = []
+    while order:
+        longest = max(1, lengths[order[-1]])
+        out.append([order.pop() for _ in range(min(len(order), max(1, max_tokens // longest)))])
+    return out
 
 
 def window_starts(n: int, context: int | None, stride: int) -> np.ndarray:
@@ -165,7 +154,7 @@ class NeuralModel(SequenceModel):
         if len(ids) <= SMALL_CALL and self.step_threads:
             torch.set_num_threads(self.step_threads)
         try:
-            logits, cache = self.network(x, cache)
+            logits, cache = self.network(x, cache)[:2]  # a network may also return auxiliary losses
         finally:
             torch.set_num_threads(threads)
         return logits[0, -1], cache
@@ -210,15 +199,14 @@ class NeuralModel(SequenceModel):
             for a in np.unique(starts):
                 owned = np.flatnonzero(starts == a)
                 jobs.append((i, int(a), int(owned[-1]) + 1, int(owned[0])))
-        jobs.sort(key=lambda j: j[2] - j[1])
-        while jobs:
-            longest = jobs[-1][2] - jobs[-1][1]
-            batch = [jobs.pop() for _ in range(min(len(jobs), max(1, self.max_batch_tokens // longest)))]
+        for group in length_batches([b - a for _, a, b, _ in jobs], self.max_batch_tokens):
+            batch = [jobs[j] for j in group]
+            longest = batch[0][2] - batch[0][1]
             x = torch.full((len(batch), longest), PAD_ID, dtype=torch.long)
             for row, (i, a, b, _) in enumerate(batch):
                 inputs = np.r_[BOS_ID, seqs[i][:-1]][a:b]
                 x[row, : b - a] = torch.from_numpy(inputs)
-            logits, _ = self.network(x.to(self.device), None)
+            logits = self.network(x.to(self.device), None)[0]
             for row, (i, a, b, first) in enumerate(batch):
                 out[i][first:b] = probabilities(logits[row, first - a: b - a], self._allowed)
         return out
@@ -234,7 +222,7 @@ class NeuralModel(SequenceModel):
 
 def neural_model(name: str, network: nn.Module, **options: Any) -> NeuralModel:
     """The `NeuralModel` of a network of family ``name`` (windowed families get their context)."""
-    context = network.config.context if family(name).windowed else None
+    context = network.config.context if network_spec(name).windowed else None
     return NeuralModel(network, context=context, **options)
 
 

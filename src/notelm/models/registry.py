@@ -1,70 +1,110 @@
-"""Models by name: ``build_model("ppm", alphabet_size=27, config={"escape": "c"}, mode="stm")``.
+"""Every model notelm can train, one record per name: ``spec("transformer")``.
 
-Each builder takes the alphabet size, a config (a `PPMConfig`-like dict, or the config object
-itself) and the family's own keyword options, and returns a `SequenceModel`.
+A record says what kind of model it is, where its parts live and how it is described:
 
-Every name is also a kind of run directory (`notelm train NAME`): the ``COUNTING`` models are
-built in one pass over the training split (`notelm.training.symbolic`, whose run settings are
-in `notelm.models.symbolic`), the ``NEURAL`` ones trained by Lightning (`notelm.training.train`).
+- kind ``"counting"``: built in one pass over the training split (ppm, markov, repetition);
+  ``settings`` turns ``--set model.*`` values into the saved config and ``build`` makes the
+  untrained model over ``symbols`` from it (`notelm.models.symbolic`).
+- kind ``"lm"``: a next-token network trained by the language-model task;
+  ``"seq2seq"``: a source -> target network trained with teacher forcing;
+  ``"segments"``: a network trained on consecutive segments of a piece, its state carried
+  from one to the next (`notelm.training.tasks`). ``config`` is its frozen config class,
+  ``network`` its module, ``presets`` its preset table, ``windowed`` whether it attends over
+  at most ``config.context`` inputs, ``width`` the config field that is its model width
+  (the Noam schedule's d_model).
+
+Parts are named as ``"module:attribute"`` and imported when first used, so listing models
+(``notelm train --help``) never loads torch. ``notelm train``'s names, its help, ``compare``
+and the quickstart read this table; an unknown name lists the known ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from dataclasses import dataclass
 from typing import Any
 
 from notelm.errors import UnknownNameError
-from notelm.models.base import SequenceModel
-from notelm.models.markov import MarkovChain, MarkovConfig, Repetition, RepetitionConfig
-from notelm.models.ppm import PPM, PPMConfig
+
+KINDS = ("counting", "lm", "seq2seq", "segments")
 
 
-def _config(cls, config):
-    if config is None or isinstance(config, cls):
-        return config
-    return cls.from_dict(dict(config))
+def resolve(path: str) -> Any:
+    """The attribute named by ``"package.module:attribute"``."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
-def build_ppm(*, alphabet_size: int, config: PPMConfig | dict | None = None, mode: str = "ltm") -> PPM:
-    """PPM (IDyOM's smoothing; see models/ppm.py) in mode "stm", "ltm" or "ltm+"."""
-    return PPM(alphabet_size=alphabet_size, config=_config(PPMConfig, config), mode=mode)
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model name: its kind, its parts (``module:attribute`` paths) and a one-line description."""
+
+    name: str
+    kind: str
+    description: str
+    config: str = ""
+    network: str = ""
+    presets: str = ""
+    windowed: bool = False
+    width: str = "dim"
+    settings: str = ""  # counting models: --set values -> saved config
+    build: str = ""  # counting models: (saved config, symbols) -> model
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
+
+    @property
+    def neural(self) -> bool:
+        return self.kind != "counting"
+
+    @property
+    def config_class(self) -> type:
+        return resolve(self.config)
+
+    @property
+    def network_class(self) -> type:
+        return resolve(self.network)
+
+    @property
+    def preset_table(self) -> dict[str, dict[str, dict[str, Any]]]:
+        return resolve(self.presets) if self.presets else {}
+
+    def model_width(self, config: Any) -> int:
+        """The model width of a built config (the Noam schedule's d_model)."""
+        return int(getattr(config, self.width))
 
 
-def build_markov(*, alphabet_size: int, config: MarkovConfig | dict | None = None) -> MarkovChain:
-    """A fixed-order Markov chain with additive or backoff smoothing."""
-    return MarkovChain(alphabet_size=alphabet_size, config=_config(MarkovConfig, config))
+_T, _L, _D = "notelm.models.transformer", "notelm.models.lstm", "notelm.models.dstm"
+_S = "notelm.models.symbolic"
+SPECS: tuple[ModelSpec, ...] = (
+    ModelSpec("ppm", "counting", "PPM as IDyOM defines it (LTM, LTM+, STM, or LTM with STM), smoothed down to order -1",
+              settings=f"{_S}:ppm_settings", build=f"{_S}:build_ppm"),
+    ModelSpec("markov", "counting", "fixed-order Markov chain (long- or short-term), additive or backoff smoothing",
+              settings=f"{_S}:markov_settings", build=f"{_S}:build_markov"),
+    ModelSpec("repetition", "counting", "the previous token again (a baseline)",
+              settings=f"{_S}:repetition_settings", build=f"{_S}:build_repetition"),
+    ModelSpec("lstm", "lm", "embedding, LSTM, dropout, linear (the grid tutorial's network)",
+              f"{_L}:LSTMConfig", f"{_L}:LSTM", f"{_L}:PRESETS", width="hidden"),
+    ModelSpec("transformer", "lm", "decoder-only, pre-norm, rotary positions, SDPA, KV cache",
+              f"{_T}:TransformerConfig", f"{_T}:Transformer", f"{_T}:PRESETS", windowed=True),
+    ModelSpec("ccstm", "lm", "differentiable short-term model, continuous codes (fast weights over a dilated-conv encoder)",
+              f"{_D}:CCSTMConfig", f"{_D}:DSTM", f"{_D}:DSTM_PRESETS", width="filters"),
+    ModelSpec("dcstm", "lm", "differentiable short-term model, discrete codes (Gumbel-softmax / straight-through)",
+              f"{_D}:DCSTMConfig", f"{_D}:DSTM", f"{_D}:DSTM_PRESETS", width="filters"),
+    ModelSpec("wavenet", "lm", "causal dilated convolutions (WaveNet-style long-term model)",
+              f"{_D}:WaveNetConfig", f"{_D}:WaveNet", f"{_D}:WAVENET_PRESETS", width="filters"),
+)
+REGISTRY: dict[str, ModelSpec] = {s.name: s for s in SPECS}
 
 
-def build_repetition(*, alphabet_size: int, config: RepetitionConfig | dict | None = None) -> Repetition:
-    """Predicts the previous symbol again (a baseline)."""
-    return Repetition(alphabet_size=alphabet_size, config=_config(RepetitionConfig, config))
+def spec(name: str) -> ModelSpec:
+    """The record of model ``name``; an unknown name lists the known ones."""
+    if name not in REGISTRY:
+        raise UnknownNameError("model", name, list(REGISTRY))
+    return REGISTRY[name]
 
 
-COUNTING = ("ppm", "markov", "repetition")
-NEURAL = ("lstm", "transformer", "ccstm", "dcstm", "wavenet")  # the families of `notelm.models.neural.NETWORKS`
-
-
-def _neural_builder(name: str) -> Callable[..., SequenceModel]:
-    def build(*, alphabet_size: int, config: dict | None = None, **options: Any) -> SequenceModel:
-        # imported here: torch loads only when a network is asked for
-        from notelm.models.neural import build_neural
-
-        return build_neural(name, alphabet_size=alphabet_size, config=config, **options)
-
-    build.__doc__ = f"An untrained {name} network as a model (`notelm.models.neural`); `notelm train {name}` trains one."
-    return build
-
-
-MODELS: dict[str, Callable[..., SequenceModel]] = {
-    "ppm": build_ppm,
-    "markov": build_markov,
-    "repetition": build_repetition,
-    **{name: _neural_builder(name) for name in NEURAL},
-}
-
-
-def build_model(name: str, **options: Any) -> SequenceModel:
-    """The model registered as ``name``, built with ``options``; unknown names list the known."""
-    if name not in MODELS:
-        raise UnknownNameError("model", name, list(MODELS))
-    return MODELS[name](**options)
+def names(kind: str | None = None) -> list[str]:
+    """Model names in table order, of one kind (``"neural"``: every kind but counting)."""
+    return [s.name for s in SPECS if kind is None or s.kind == kind or (kind == "neural" and s.neural)]

@@ -34,8 +34,8 @@ Legend: V vocabulary size, S = V - 3 symbols, n events.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -132,7 +132,7 @@ def _config(cls, values: dict[str, Any], where: str):
         raise SettingsError(f"{where}: {e}") from None
 
 
-def _ppm_settings(values: dict[str, Any]) -> dict[str, Any]:
+def ppm_settings(values: dict[str, Any]) -> dict[str, Any]:
     """--set/--config keys of a PPM run -> the saved, resolved config (module docstring)."""
     values = dict(values)
     mode = values.pop("mode", "ltm")
@@ -163,7 +163,7 @@ def _ppm_settings(values: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def _build_ppm(config: dict[str, Any], symbols: int) -> SequenceModel:
+def build_ppm(config: dict[str, Any], symbols: int) -> SequenceModel:
     mode = config["mode"]
     if mode not in PPM_MODES:
         raise SettingsError(f"model.mode must be one of {', '.join(PPM_MODES)}; got {mode!r}")
@@ -183,7 +183,7 @@ def _build_ppm(config: dict[str, Any], symbols: int) -> SequenceModel:
 MARKOV_MODES = ("ltm", "stm")
 
 
-def _markov_settings(values: dict[str, Any]) -> dict[str, Any]:
+def markov_settings(values: dict[str, Any]) -> dict[str, Any]:
     """`MarkovConfig`'s keys and ``mode``: "ltm" (counts the training split) or "stm"
     (counts only the piece it predicts, learning each event after predicting it)."""
     values = dict(values)
@@ -197,7 +197,7 @@ def _markov_settings(values: dict[str, Any]) -> dict[str, Any]:
     return {"mode": mode, **_config(MarkovConfig, values, "model").to_dict()}
 
 
-def _build_markov(config: dict[str, Any], symbols: int) -> MarkovChain:
+def build_markov(config: dict[str, Any], symbols: int) -> MarkovChain:
     config = dict(config)
     mode = config.pop("mode", "ltm")
     if mode not in MARKOV_MODES:
@@ -206,42 +206,35 @@ def _build_markov(config: dict[str, Any], symbols: int) -> MarkovChain:
     return MarkovChain(alphabet_size=symbols, config=_config(MarkovConfig, config, "model"), **online)
 
 
-def _simple(cls, build) -> tuple[Callable, Callable]:
-    """Settings and builder of a family whose config is one dataclass."""
-    return (lambda values: _config(cls, values, "model").to_dict(),
-            lambda config, symbols: build(alphabet_size=symbols, config=_config(cls, config, "model")))
+def repetition_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """`RepetitionConfig`'s keys (eps)."""
+    return _config(RepetitionConfig, values, "model").to_dict()
 
 
-@dataclass(frozen=True)
-class Family:
-    """A counting family: ``settings`` turns --set/--config keys into the saved config (raising
-    SettingsError), ``build`` makes the untrained model over ``symbols`` from a saved config."""
-
-    settings: Callable[[dict[str, Any]], dict[str, Any]]
-    build: Callable[[dict[str, Any], int], SequenceModel]
-    description: str
+def build_repetition(config: dict[str, Any], symbols: int) -> Repetition:
+    return Repetition(alphabet_size=symbols, config=_config(RepetitionConfig, config, "model"))
 
 
-FAMILIES: dict[str, Family] = {
-    "ppm": Family(_ppm_settings, _build_ppm,
-                  "PPM as IDyOM defines it (LTM, LTM+, STM, or LTM with STM), smoothed down to order -1"),
-    "markov": Family(_markov_settings, _build_markov,
-                     "fixed-order Markov chain (long- or short-term), additive or backoff smoothing"),
-    "repetition": Family(*_simple(RepetitionConfig, Repetition), "the previous token again (a baseline)"),
-}
+def _counting(name: str):
+    from notelm.models.registry import resolve, spec
+
+    record = spec(name)
+    if record.kind != "counting":
+        raise UnknownNameError("counting model", name, _counting_names())
+    return resolve(record.settings), resolve(record.build)
 
 
-def family(name: str) -> Family:
-    if name not in FAMILIES:
-        raise UnknownNameError("counting model", name, list(FAMILIES))
-    return FAMILIES[name]
+def _counting_names() -> list[str]:
+    from notelm.models.registry import names
+
+    return names("counting")
 
 
 def model_settings(name: str, values: dict[str, Any], vocab_size: int | None = None) -> dict[str, Any]:
     """The saved model config of family ``name`` from user settings (validated)."""
     if "vocab_size" in values:
         raise SettingsError("model.vocab_size comes from the encoding; it cannot be set")
-    config = family(name).settings(values)
+    config = _counting(name)[0](values)
     return config if vocab_size is None else {**config, "vocab_size": int(vocab_size)}
 
 
@@ -253,7 +246,7 @@ def build_counting(name: str, config: dict[str, Any]) -> VocabularyModel:
         raise SettingsError(f"model.vocab_size must be an int > {N_SPECIAL}; got {vocab_size!r}")
     symbols = vocab_size - N_SPECIAL + 1  # the content tokens and EOS
     try:
-        model = family(name).build(config, symbols)
+        model = _counting(name)[1](config, symbols)
     except SettingsError:
         raise
     except ValueError as e:  # e.g. a Markov order whose n-gram codes overflow for this vocabulary

@@ -20,7 +20,7 @@ from notelm.config import Config, SettingsError
 SECTIONS = ("model", "train", "encoding")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine", "noam")
-WINDOWS = ("random", "piece")
+WINDOWS = ("random", "piece", "in-piece")
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,12 @@ class TrainConfig(Config):
     """How a network is trained.
 
     batch_size: windows per optimiser step (over all processes). windows: "random" crops of
-    the concatenated corpus, or "piece"-aligned windows that start at a piece's beginning.
-    optimizer: "adam" or "adamw"; lr, weight_decay, betas. schedule: "constant", "cosine"
+    the concatenated corpus (crossing piece boundaries, where BOS marks the new piece),
+    "piece"-aligned windows that start at a piece's beginning, or "in-piece" crops that start
+    anywhere in one piece and never cross into the next (a shorter piece is padded).
+    window_step: a sequence-to-sequence model's training windows start every window_step
+    positions (None: a third of the window: 42 for midi-translation's 128 notes).
+    optimizer: "adam" or "adamw"; lr, weight_decay, betas, eps (Adam's epsilon). schedule: "constant", "cosine"
     (linear warmup, then cosine decay to min_lr_ratio * lr) or "noam" (lr * dim^-0.5 *
     min(step^-0.5, step * warmup^-1.5): Vaswani et al. 2017, Eq. 3; lr is then a factor).
     label_smoothing: of the cross-entropy (Szegedy et al. 2016). grad_clip: max gradient norm
@@ -40,10 +44,12 @@ class TrainConfig(Config):
 
     batch_size: int = 32
     windows: str = "random"
+    window_step: int | None = None
     optimizer: str = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
     schedule: str = "constant"
     warmup_steps: int = 0
     min_lr_ratio: float = 0.1
@@ -67,12 +73,15 @@ class TrainConfig(Config):
             return isinstance(v, (int, float)) and not isinstance(v, bool)
 
         need(is_int(self.batch_size) and self.batch_size >= 1, f"batch_size must be an int >= 1; got {self.batch_size!r}")
+        need(self.window_step is None or (is_int(self.window_step) and self.window_step >= 1),
+             f"window_step must be an int >= 1 or null; got {self.window_step!r}")
         need(self.windows in WINDOWS, f"windows must be one of {', '.join(WINDOWS)}; got {self.windows!r}")
         need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
         need(is_num(self.lr) and self.lr > 0, f"lr must be a number > 0; got {self.lr!r}")
         need(is_num(self.weight_decay) and self.weight_decay >= 0, f"weight_decay must be >= 0; got {self.weight_decay!r}")
         need(len(self.betas) == 2 and all(is_num(b) and 0 <= b < 1 for b in self.betas),
              f"betas must be two numbers in [0, 1); got {self.betas!r}")
+        need(is_num(self.eps) and 0 < self.eps < 1, f"eps must be a number in (0, 1); got {self.eps!r}")
         need(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
         need(is_int(self.warmup_steps) and self.warmup_steps >= 0, f"warmup_steps must be an int >= 0; got {self.warmup_steps!r}")
         need(self.schedule != "noam" or self.warmup_steps > 0, "warmup_steps must be > 0 for the noam schedule")
@@ -121,29 +130,41 @@ def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
     return data
 
 
-def parse_set(pairs: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``["model.dim=64", "train.lr=3e-4"]`` -> {"model": {"dim": 64}, "train": {"lr": 0.0003}}.
-
-    Values are read as JSON, else YAML (numbers, true/false, null, [lists]); else as a string.
-    """
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: JSON first (YAML 1.1 reads 3e-4 as a string), else YAML (numbers,
+    true/false, null, [lists]), else the text itself."""
     import yaml
 
-    out: dict[str, dict[str, Any]] = {}
+    try:
+        return json.loads(text)
+    except ValueError:
+        try:
+            return yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            return text
+
+
+def parse_pairs(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["transpose=true", "bins=3"]`` -> {"transpose": True, "bins": 3} (values: `parse_value`)."""
+    out: dict[str, Any] = {}
     for pair in pairs:
         key, eq, value = pair.partition("=")
-        section, dot, name = key.strip().partition(".")
-        if not eq or not dot or not name:
-            raise SettingsError(f"--set expects section.key=value (sections: {', '.join(SECTIONS)}); got {pair!r}")
+        if not eq or not key.strip():
+            raise SettingsError(f"--set takes key=value, not {pair!r}")
+        out[key.strip()] = parse_value(value)
+    return out
+
+
+def parse_set(pairs: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``["model.dim=64", "train.lr=3e-4"]`` -> {"model": {"dim": 64}, "train": {"lr": 0.0003}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in parse_pairs(pairs).items():
+        section, dot, name = key.partition(".")
+        if not dot or not name:
+            raise SettingsError(f"--set expects section.key=value (sections: {', '.join(SECTIONS)}); got {key!r}")
         if section not in SECTIONS:
-            raise SettingsError(f"--set {pair!r}: unknown section {section!r}; sections: {', '.join(SECTIONS)}")
-        try:  # JSON first: YAML 1.1 reads 3e-4 as a string
-            parsed = json.loads(value)
-        except ValueError:
-            try:
-                parsed = yaml.safe_load(value) if value.strip() else ""
-            except yaml.YAMLError:
-                parsed = value
-        out.setdefault(section, {})[name] = parsed
+            raise SettingsError(f"--set {key}=...: unknown section {section!r}; sections: {', '.join(SECTIONS)}")
+        out.setdefault(section, {})[name] = value
     return out
 
 

@@ -6,7 +6,7 @@ What happens, in order:
 1. Settings are assembled (the family's defaults < ``--config`` file < ``--set``) and checked
    before the corpus is read: ``model.*`` as `notelm.models.symbolic` describes, ``encoding.*``
    as for any run; ``train.*`` is refused (nothing is optimised).
-2. The corpus is read and encoded exactly as for a neural run (`notelm.training.train.prepare_data`:
+2. The corpus is read and encoded exactly as for a neural run (`notelm.training.prepare.prepare_data`:
    the same splits, the same ``data/`` arrays, encoding.json).
 3. The model counts the training split in one pass (a PPM in mode "stm" and the repetition
    model learn nothing from it) and is saved as ``counts.safetensors``; config.json is written.
@@ -32,6 +32,7 @@ from notelm.runs import (
     COUNTS,
     METRICS,
     RUN_FORMAT,
+    clear_run_directory,
     open_run,
     save_counts,
     write_card,
@@ -66,14 +67,20 @@ def valid_figures(model, sequences: list[np.ndarray]) -> dict:
 
 def train_counting(model: str, *, out: str | Path, corpus: str, root: str | Path | None = None,
                    encoding: str = "grid", config_file: str | Path | None = None,
-                   overrides: list[str] | tuple = ()) -> Path:
+                   overrides: list[str] | tuple = (), force: bool = False) -> Path:
     """Build counting model ``model`` on ``corpus``'s training split into run directory ``out``
-    (see the module docstring); return its path. Never overwrites: ``out`` must be new or empty."""
+    (see the module docstring); return its path. ``out`` must be new or empty, or with
+    ``force`` a run directory notelm wrote (it is replaced once the settings are checked)."""
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise NotelmError(f"{out} exists and is not empty; choose another --out "
+    if out.exists() and not out.is_dir():
+        raise NotelmError(f"{out} exists and is not a folder; choose another --out")
+    occupied = out.exists() and any(out.iterdir())
+    if occupied and not force:
+        raise NotelmError(f"{out} exists and is not empty; pass --force to replace it or choose another --out "
                           f"(a {model} run is built in one pass, there is nothing to resume)")
     settings = assemble_counting_settings(model, config_file=config_file, overrides=list(overrides))
+    if occupied:
+        clear_run_directory(out)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -95,16 +102,17 @@ def _remove(out: Path, *, itself: bool) -> None:
 
 
 def _build(model: str, out: Path, *, corpus: str, root: str | Path | None, encoding: str, settings: dict) -> Path:
+    from notelm.models.registry import spec
     from notelm.models.serialize import count_entries
-    from notelm.models.symbolic import build_counting, family
-    from notelm.training.train import prepare_data
+    from notelm.models.symbolic import build_counting
+    from notelm.training.prepare import prepare_data
 
     enc, train_ids, valid_ids, data = prepare_data(out, corpus=corpus, root=root, encoding=encoding,
                                                    settings=settings["encoding"])
     config = {
         "format": RUN_FORMAT,
         "notelm_version": __version__,
-        "model": {"name": model, "description": family(model).description,
+        "model": {"name": model, "description": spec(model).description,
                   "config": {**settings["model"], "vocab_size": len(enc.vocab)}},
         "encoding": {"name": encoding, "settings": settings["encoding"]},
         "data": data,
