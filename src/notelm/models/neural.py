@@ -221,9 +221,14 @@ class NeuralModel(SequenceModel):
 
 
 def neural_model(name: str, network: nn.Module, **options: Any) -> NeuralModel:
-    """The `NeuralModel` of a network of family ``name`` (windowed families get their context)."""
-    context = network.config.context if network_spec(name).windowed else None
-    return NeuralModel(network, context=context, **options)
+    """The `NeuralModel` (or the family's own adapter) of a network of family ``name``
+    (windowed families get their context)."""
+    from notelm.models.registry import resolve
+
+    record = network_spec(name)
+    context = network.config.context if record.windowed else None
+    adapter = resolve(record.adapter) if record.adapter else NeuralModel
+    return adapter(network, context=context, **options)
 
 
 def build_neural(name: str, *, alphabet_size: int, config: dict | None = None, **options: Any) -> NeuralModel:

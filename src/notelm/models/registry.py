@@ -11,7 +11,9 @@ A record says what kind of model it is, where its parts live and how it is descr
   from one to the next (`notelm.training.tasks`). ``config`` is its frozen config class,
   ``network`` its module, ``presets`` its preset table, ``windowed`` whether it attends over
   at most ``config.context`` inputs, ``width`` the config field that is its model width
-  (the Noam schedule's d_model).
+  (the Noam schedule's d_model), ``adapter`` the `SequenceModel` class that wraps a trained
+  network (default `notelm.models.neural.NeuralModel`; Perceiver AR has its own, whose
+  latent blocks decide what each prediction sees).
 
 Parts are named as ``"module:attribute"`` and imported when first used, so listing models
 (``notelm train --help``) never loads torch. ``notelm train``'s names, its help, ``compare``
@@ -47,6 +49,7 @@ class ModelSpec:
     presets: str = ""
     windowed: bool = False
     width: str = "dim"
+    adapter: str = ""  # neural models: their SequenceModel class, when not NeuralModel
     settings: str = ""  # counting models: --set values -> saved config
     build: str = ""  # counting models: (saved config, symbols) -> model
 
@@ -76,7 +79,7 @@ class ModelSpec:
 
 
 _T, _L, _D = "notelm.models.transformer", "notelm.models.lstm", "notelm.models.dstm"
-_S = "notelm.models.symbolic"
+_S, _P = "notelm.models.symbolic", "notelm.models.perceiver_ar"
 SPECS: tuple[ModelSpec, ...] = (
     ModelSpec("ppm", "counting", "PPM as IDyOM defines it (LTM, LTM+, STM, or LTM with STM), smoothed down to order -1",
               settings=f"{_S}:ppm_settings", build=f"{_S}:build_ppm"),
@@ -94,6 +97,9 @@ SPECS: tuple[ModelSpec, ...] = (
               f"{_D}:DCSTMConfig", f"{_D}:DSTM", f"{_D}:DSTM_PRESETS", width="filters"),
     ModelSpec("wavenet", "lm", "causal dilated convolutions (WaveNet-style long-term model)",
               f"{_D}:WaveNetConfig", f"{_D}:WaveNet", f"{_D}:WAVENET_PRESETS", width="filters"),
+    ModelSpec("perceiver-ar", "lm", "Perceiver AR: latents cross-attend to a long context, then self-attend; cached generation",
+              f"{_P}:PerceiverARConfig", f"{_P}:PerceiverAR", f"{_P}:PRESETS", windowed=True,
+              adapter=f"{_P}:PerceiverARModel"),
 )
 REGISTRY: dict[str, ModelSpec] = {s.name: s for s in SPECS}
 
