@@ -4,7 +4,12 @@ errors; the repetition statistics on hand-computed cases."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import mido
 import numpy as np
@@ -92,11 +97,11 @@ def test_the_model_reads_the_primer_up_to_its_end_and_continuation_only_drops_it
 
 def test_a_continuation_in_seconds_stops_when_its_time_is_up(model):
     primer = primer_stretch(performance(), 0.0, 10.0)
-    result = continue_primer(model, ENC, primer, 10.0, seconds=1.0, seed=3)
+    result = continue_primer(model, ENC, primer, 10.0, seconds=0.5, seed=3)
     steps = shift_steps(ENC)
-    assert (result.continuation.onset < 1.0).all()
-    assert result.tokens <= math.ceil(1.0 * 400)
-    again = continue_primer(model, ENC, primer, 10.0, seconds=1.0, seed=3)
+    assert (result.continuation.onset < 0.5).all()
+    assert result.tokens <= math.ceil(0.5 * 400)
+    again = continue_primer(model, ENC, primer, 10.0, seconds=0.5, seed=3)
     assert again.piece == result.piece  # a seed makes it reproducible
     assert steps.sum() == sum(range(1, 101))
 
@@ -132,3 +137,66 @@ def test_repetition_statistics_by_hand():
     assert s["pitch_class_entropy"] == pytest.approx(float(-(pc * np.log2(pc)).sum()))
     assert s["notes_per_s"] == pytest.approx(1.0) and s["mean_velocity"] == pytest.approx(60.0)
     assert s["velocity_sd"] == pytest.approx(np.std([40, 60, 80, 40, 60, 80, 60]))
+
+
+# ---- the command line ---------------------------------------------------------------------------
+
+SAMPLE = Path(__file__).parent.parent / "src" / "notelm" / "bundled" / "maestro-sample"
+
+
+def notelm(*args, cwd=None):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "notelm", *map(str, args)], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A debug perceiver-ar run on the bundled performances (split 9 / 2 / 1 by a csv of our
+    own) and a grid-encoded LSTM run: (performance run, grid run, a bundled primer)."""
+    from notelm.training import train
+
+    tmp = tmp_path_factory.mktemp("continue")
+    files = sorted(SAMPLE.glob("*/*.midi"))
+    rows = ["split,midi_filename"] + [f"{s},{f}" for s, f in zip(["train"] * 9 + ["validation"] * 2 + ["test"], files)]
+    (tmp / "corpus").mkdir()
+    (tmp / "corpus" / "maestro.csv").write_text("\n".join(rows) + "\n")
+    common = dict(preset="debug", progress=False, accelerator="cpu", devices=1, threads=1)
+    train("perceiver-ar", out=tmp / "par", corpus="maestro", root=tmp / "corpus", encoding="performance",
+          max_steps=4, overrides=["train.val_every=4"], **common)
+    train("lstm", out=tmp / "grid", corpus="essen-kinder", encoding="grid", max_steps=2, **common)
+    return tmp / "par", tmp / "grid", files[-1]
+
+
+def test_continue_writes_the_primer_then_the_continuation(runs, tmp_path):
+    par, _, primer = runs
+    done = notelm("continue", primer, "--model", par, "--seconds", 2, "--seed", 0, "--out", "c.mid", "--png", "c.png",
+                  "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["primer_seconds"] == 10.0 and report["primer_notes"] > 0 and report["tokens"] > 0
+    assert (tmp_path / "c.mid").is_file() and (tmp_path / "c.png").is_file()
+    notes = mido_notes(tmp_path / "c.mid")
+    assert len(notes) == report["primer_notes"] + report["notes"]
+    want = [(p, v, s) for p, v, s, _ in mido_notes(primer) if s < 10.0 - 5e-3]
+    assert [(p, v) for p, v, _, _ in notes[: len(want)]] == [(p, v) for p, v, _ in want]
+    again = notelm("continue", primer, "--model", par, "--seconds", 2, "--out", "c.mid", cwd=tmp_path)
+    assert again.returncode == 1 and "exists" in again.stderr and "Traceback" not in again.stderr
+
+
+@pytest.mark.parametrize(("case", "message"), [("corrupt", "not a readable MIDI file"), ("empty", "no notes to continue"),
+                                               ("short", "shorter than the primer asked for"),
+                                               ("grid", "--encoding performance"), ("both", "not both")])
+def test_bad_input_is_one_line(runs, tmp_path, case, message):
+    par, grid, primer = runs
+    empty = tmp_path / "empty.mid"
+    mido.MidiFile(tracks=[mido.MidiTrack([mido.MetaMessage("end_of_track", time=0)])]).save(empty)
+    short = write_midi(Piece(pitch=[60, 64], onset=[0.0, 1.0], duration=[1.0, 2.0], time_unit="second"), tmp_path / "s.mid")
+    args = {"corrupt": [Path(__file__).parent / "fixtures" / "broken" / "corrupt.mid", "--model", par],
+            "empty": [empty, "--model", par], "short": [short, "--model", par], "grid": [primer, "--model", grid],
+            "both": [primer, "--model", par, "--seconds", 1, "--tokens", 5]}[case]
+    done = notelm("continue", *args, "--out", "x.mid", cwd=tmp_path)
+    assert done.returncode == 1, done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert not (tmp_path / "x.mid").exists()

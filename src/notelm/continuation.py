@@ -206,8 +206,6 @@ def continue_file(path: str | Path, run: str | Path = "builtin:perceiver-ar", *,
                   **options: Any) -> Continuation:
     """Continue the stretch [start, end) of MIDI file ``path`` (default its first 10 s) with the
     model of ``run`` (a run directory or ``builtin:NAME``); ``options`` as `continue_primer`'s."""
-    import torch
-
     from notelm.io.midi import read_midi
     from notelm.runs import open_run
 
@@ -217,7 +215,12 @@ def continue_file(path: str | Path, run: str | Path = "builtin:perceiver-ar", *,
     piece = read_midi(path, "second")
     primer = primer_stretch(piece, lo, hi, sustain=encoding.config.sustain,
                             steps_per_second=encoding.config.steps_per_second, name=str(path))
-    model = r.model(**(model_options or {})) if r.counting else r.model(**{"dtype": torch.float32, **(model_options or {})})
+    if r.counting:
+        model = r.model(**(model_options or {}))
+    else:
+        import torch  # only now: a bad primer is refused without loading it
+
+        model = r.model(**{"dtype": torch.float32, **(model_options or {})})
     return continue_primer(model, encoding, primer, hi - lo, **options)
 
 

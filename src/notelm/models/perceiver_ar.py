@@ -100,7 +100,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # small: what trains in about an hour on one thread of a 2-core CPU (the built-in)
     "small": {"model": {"dim": 128, "n_layers": 4, "n_heads": 4, "context": 1024, "latents": 256, "dropout": 0.1,
                         "prefix_dropout": 0.25},
-              "train": {"batch_size": 8, "lr": 2e-3, "schedule": "cosine", "warmup_steps": 100, "optimizer": "adamw",
+              "train": {"batch_size": 4, "lr": 1.5e-3, "schedule": "cosine", "warmup_steps": 100, "optimizer": "adamw",
                         "weight_decay": 0.01, "windows": "in-piece"}},
     **{name: {"model": {"dim": dim, "n_layers": 8, "n_heads": heads, "context": context, "latents": 512,
                         "dropout": 0.1, "prefix_dropout": 0.7},
