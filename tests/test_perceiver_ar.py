@@ -179,3 +179,22 @@ def test_float32_logits_do_not_depend_on_how_far_into_the_piece_a_window_is():
         near, _ = net(x, positions=torch.arange(L))
         far, _ = net(x, positions=torch.arange(60_000, 60_000 + L))
     torch.testing.assert_close(far, near, atol=2e-5, rtol=0)
+
+
+def test_bench_generation_reports_cached_uncached_and_the_peer_keys(monkeypatch):
+    """The speed figures agree between paths (tiny sizes here), and the command prints the keys."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from notelm import benchmarks
+    from notelm.cli import app
+
+    r = benchmarks.perceiver_generation_speed(context=24, new_tokens=6, latents=8, dim=16, n_layers=2, n_heads=2)
+    assert r["max_abs_log_prob_diff"] < 1e-4 and r["same_tokens"]
+    monkeypatch.setattr(benchmarks, "perceiver_generation_speed", lambda **kw: dict(r))
+    monkeypatch.setattr(benchmarks, "peer_generation_speed", lambda **kw: {"peer_tokens_per_s": 2.0})
+    done = CliRunner().invoke(app, ["bench", "generation", "--family", "perceiver-ar", "--context", "24", "--tokens", "6", "--json"])
+    assert done.exit_code == 0, done.output
+    out = json.loads(done.output)
+    assert {"cached_tokens_per_s", "uncached_tokens_per_s", "peer_tokens_per_s", "speedup_over_peer"} <= set(out)

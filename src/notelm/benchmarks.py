@@ -104,6 +104,7 @@ def perceiver_generation_speed(*, context: int = 2048, new_tokens: int = 32, see
     torch.manual_seed(seed)
     cfg = {**PERCEIVER_BENCH, **config, "context": context, "vocab_size": PERFORMANCE_VOCAB, "dropout": 0.0,
            "prefix_dropout": 0.0}
+    cfg["latents"] = min(cfg["latents"], context)  # a short context is all latents
     net = PerceiverAR(PerceiverARConfig(**cfg))
     primer = np.random.default_rng(seed).integers(4, PERFORMANCE_VOCAB, size=context - new_tokens - 1).tolist()
     result: dict[str, Any] = {"family": "perceiver-ar", "context": context, "new_tokens": new_tokens, "model": cfg,
@@ -150,6 +151,7 @@ def peer_generation_speed(*, context: int, new_tokens: int = 4, seed: int = 0, *
     if importlib.util.find_spec("perceiver_ar_pytorch") is None:
         return {"peer_tokens_per_s": None, "peer_note": "perceiver-ar-pytorch not installed (the [bench] extra)"}
     cfg = {**PERCEIVER_BENCH, **config}
+    cfg["latents"] = min(cfg["latents"], context - 1)  # the library needs a prefix of at least one
     args = [sys.executable, str(script), "peer-generation", "--context", str(context), "--tokens", str(new_tokens),
             "--seed", str(seed), "--config", json.dumps(cfg)]
     done = subprocess.run(args, capture_output=True, text=True, cwd=script.parents[1])
