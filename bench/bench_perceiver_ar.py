@@ -11,7 +11,7 @@ bench/results/perceiver-ar.json, one section per command (the others are kept).
     python bench/bench_perceiver_ar.py smoke                     # tiny sizes, writes nothing
 
 - nll: nats per event over every event of the maestro test split, each model's own batched
-  path (`SequenceModel.score`, what ``notelm evaluate`` reports), piece by piece.
+  path (`SequenceModel.score`, what ``notelm evaluate`` reports, here in float32), piece by piece.
 - repetition: 20 test performances (every other one, by id); the primer is each one's first
   10 s, the reference its next 20 s (notes starting in 10-30 s, through the encoding's
   quantisation, as the models' notes are); every model continues each primer for 20 s
@@ -75,11 +75,12 @@ def nll(args) -> None:
     from notelm.runs import open_run
     from notelm.training.data import encode_pieces
 
+    torch.set_num_threads(1)
     pieces = test_pieces(args.root)
     rows = []
     for name, path in runs(args.run).items():
         r = open_run(path)
-        model = r.model()
+        model = r.model(dtype=torch.float32)  # float64 (notelm evaluate's) differs by ~1e-6 nats and takes twice as long
         sequences, skipped = encode_pieces(r.encoding(), pieces)
         t0, total, events = time.perf_counter(), 0.0, 0
         for s in sequences:  # piece by piece: the distributions of one piece at a time in memory
