@@ -703,28 +703,140 @@ def humanize(
         out.print(f"{h.midi}: {h.notes} notes humanized" + "".join(f", {p}" for p in h.extras), markup=False)
 
 
+@app.command("continue")
+def continue_(
+    primer: Path = typer.Argument(..., help="MIDI file to continue: its first --primer-seconds, or --from/--to."),
+    seconds: float | None = typer.Option(None, "--seconds", help="Seconds of music to add (default 30)."),
+    tokens: int | None = typer.Option(None, "--tokens", help="Tokens to sample instead of --seconds."),
+    primer_seconds: float | None = typer.Option(None, "--primer-seconds", help="The primer is the file's first so many seconds (default 10)."),
+    start: float | None = typer.Option(None, "--from", help="Where in the file the primer starts (seconds; default 0)."),
+    end: float | None = typer.Option(None, "--to", help="Where in the file the primer ends (seconds)."),
+    model: str = typer.Option("builtin:perceiver-ar", "--model", help="builtin:NAME or a run directory trained with --encoding performance."),
+    temperature: float | None = typer.Option(None, "--temperature", help="Sampling temperature (default: the README's chosen setting)."),
+    top_p: float | None = typer.Option(None, "--top-p", help="Nucleus sampling: the smallest set with this much probability."),
+    top_k: int | None = typer.Option(None, "--top-k", help="Sample among the k most likely tokens."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (reproducible output)."),
+    output: Path | None = typer.Option(None, "--out", help="MIDI file to write (default: PRIMER-continued.mid in the current folder)."),
+    wav: Path | None = typer.Option(None, "--wav", help="Also render audio (a General MIDI SoundFont found offline)."),
+    png: Path | None = typer.Option(None, "--png", help="Also draw the piano roll (the primer's end marked)."),
+    soundfont: Path | None = typer.Option(None, "--soundfont", help="SoundFont (.sf2/.sf3) for --wav."),
+    continuation_only: bool = typer.Option(False, "--continuation-only", help="Write only the continuation, not the primer before it."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+    as_json: bool = JSON,
+) -> None:
+    """Continue a piano performance: the primer is the stretch of the file you name (its first 10 s
+    unless told), never a random window; the output holds the primer, then the continuation.
+    Works with any run trained on the performance encoding (perceiver-ar, transformer, lstm, ...).
+
+    Example: notelm continue primer.mid --seconds 20 --seed 1 --out continued.mid --wav continued.wav --png continued.png
+    """
+    from notelm import continuation as c
+    from notelm.io import write_midi
+
+    if seconds is not None and tokens is not None:
+        raise NotelmError("give --seconds or --tokens, not both")
+    output = output if output is not None else Path(f"{primer.stem}-continued.mid")
+    check_outputs([output, wav, png], force=force)
+    settings = {"temperature": c.TEMPERATURE if temperature is None else temperature,
+                "top_p": c.TOP_P if top_p is None else top_p, "top_k": c.TOP_K if top_k is None else top_k}
+    seconds = 30.0 if seconds is None and tokens is None else seconds
+    with rate_bar("continuing", total=seconds if seconds is not None else tokens, unit="s" if tokens is None else "tokens") as bar:
+        result = c.continue_file(primer, model, primer_seconds=primer_seconds, start=start, end=end, seconds=seconds,
+                                 tokens=tokens, seed=seed, continuation_only=continuation_only, progress=bar, **settings)
+    write_midi(result.piece, output, force=force)
+    report = {"midi": str(output), "model": model, "primer": str(primer), "primer_seconds": result.primer_seconds,
+              "primer_notes": len(result.primer), "primer_tokens": result.primer_tokens, "tokens": result.tokens,
+              "notes": len(result.continuation), "seconds": result.continuation.end, "tokens_per_s": result.tokens_per_s,
+              **settings, "seed": seed}
+    if png is not None:
+        from notelm.render import plot_pianoroll
+
+        plot_pianoroll(result.piece, png, force=force, mark_from=None if continuation_only else result.primer_seconds)
+        report["png"] = str(png)
+    if wav is not None:
+        from notelm.render import render_wav
+
+        rendered = render_wav(result.piece, wav, soundfont=soundfont, force=force)
+        report.update(wav=str(wav), wav_seconds=rendered.seconds, synthesizer=rendered.synthesizer)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    out.print(f"{output}: {report['primer_notes']} primer notes ({result.primer_seconds:g} s), then "
+              f"{report['notes']} notes ({report['tokens']} tokens, {result.tokens_per_s:.0f} tokens/s)")
+    for key in ("png", "wav"):
+        if key in report:
+            out.print(f"{report[key]}" + (f" ({report['synthesizer']})" if key == "wav" else ""))
+
+
+@contextmanager
+def rate_bar(description: str, *, total: float, unit: str):
+    """A progress callback ``(tokens, seconds)`` drawing a bar of seconds (or tokens) made and
+    the tokens per second, on a terminal only."""
+    import time
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                   TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal)
+    first: list[float] = []  # when the first token came (the primer's prefill is not sampling)
+    with bar:
+        task = bar.add_task(description, total=total, info="")
+
+        def update(tokens: int, seconds: float) -> None:
+            if not first:
+                first.append(time.perf_counter())
+            rate = (tokens - 1) / max(time.perf_counter() - first[0], 1e-9)
+            done = seconds if unit == "s" else tokens
+            bar.update(task, completed=min(done, total), info=f"{done:.1f}/{total:g} {unit}, {rate:.0f} tokens/s")
+
+        yield update
+
+
 @bench_app.command("generation")
 def bench_generation(
+    family: str = typer.Option("transformer", "--family", help="transformer or perceiver-ar."),
     context: int = typer.Option(2048, "--context", help="Tokens of context when sampling."),
     new_tokens: int = typer.Option(64, "--tokens", help="Tokens to sample each way."),
+    peer_tokens: int = typer.Option(4, "--peer-tokens", help="perceiver-ar: tokens the peer library samples (each is a full forward pass)."),
     preset: str = typer.Option("small", "--preset", help="Transformer size: debug, small or base."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     as_json: bool = JSON,
 ) -> None:
-    """Transformer sampling speed with and without the KV cache, same model, same run.
+    """Sampling speed with and without the KV cache, same model, same run: a Transformer, or
+    Perceiver AR (512 latents, 512 wide, 8 layers, 8 heads) against perceiver-ar-pytorch's
+    generate when the [bench] extra is installed.
 
-    Example: notelm bench generation --context 2048 --json
+    Example: notelm bench generation --family perceiver-ar --context 2048 --json
     """
-    from notelm.benchmarks import generation_speed, machine
+    from notelm.benchmarks import (
+        generation_speed,
+        machine,
+        peer_generation_speed,
+        perceiver_generation_speed,
+    )
 
+    if context < new_tokens + 2:
+        raise NotelmError(f"--context must exceed --tokens + 1 ({new_tokens + 1})")
+    if family not in ("transformer", "perceiver-ar"):
+        raise NotelmError(f"--family must be transformer or perceiver-ar; got {family!r}")
     with progress_bar(f"sampling at context {context:,}"):
-        r = {**generation_speed(context=context, new_tokens=new_tokens, preset=preset, device=device),
-             "machine": machine()}
+        if family == "transformer":
+            r = generation_speed(context=context, new_tokens=new_tokens, preset=preset, device=device)
+        else:
+            r = perceiver_generation_speed(context=context, new_tokens=new_tokens, device=device)
+            r.update(peer_generation_speed(context=context, new_tokens=peer_tokens) if device == "cpu" else
+                     {"peer_tokens_per_s": None, "peer_note": "the peer is measured on the CPU only"})
+            if r["peer_tokens_per_s"]:
+                r["speedup_over_peer"] = r["cached_tokens_per_s"] / r["peer_tokens_per_s"]
+    r["machine"] = machine()
     if as_json:
         print_json(r)
         return
-    out.print(f"context {context}, {preset} transformer on {device}: cached {r['cached_tokens_per_s']:.1f} tokens/s, "
-              f"uncached {r['uncached_tokens_per_s']:.1f} tokens/s ({r['speedup']:.1f}x); "
+    name = f"{preset} transformer" if family == "transformer" else "perceiver-ar"
+    peer = (f"; perceiver-ar-pytorch {r['peer_tokens_per_s']:.2f} tokens/s ({r['speedup_over_peer']:.0f}x slower)"
+            if r.get("peer_tokens_per_s") else f"; peer: {r['peer_note']}" if "peer_note" in r else "")
+    out.print(f"context {context}, {name} on {device}: cached {r['cached_tokens_per_s']:.1f} tokens/s, "
+              f"uncached {r['uncached_tokens_per_s']:.1f} tokens/s ({r['speedup']:.1f}x){peer}; "
               f"largest log-probability difference {r['max_abs_log_prob_diff']:.2e}")
 
 

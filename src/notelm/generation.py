@@ -12,7 +12,7 @@ Legend: A alphabet size.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -94,13 +94,16 @@ def draw(probs: np.ndarray, rng: np.random.Generator, **filters: Any) -> int:
 
 def sample(model: SequenceModel, *, length: int, temperature: float = 1.0, top_k: int | None = None,
            top_p: float | None = None, seed: int | np.random.Generator | None = None,
-           primer: Sequence[int] = (), state: Any = None, stop: Sequence[int] = ()) -> list[int]:
+           primer: Sequence[int] = (), state: Any = None, stop: Sequence[int] = (),
+           until: Callable[[int], bool] | None = None, progress: Callable[[int], None] | None = None) -> list[int]:
     """``length`` tokens sampled from ``model`` after ``primer`` (not included in the result).
 
     ``state``: continue from this state instead of ``model.start(primer)`` (e.g. a model
     started with extra context). ``seed``: an int (reproducible) or a numpy Generator.
     ``stop``: tokens that end the sample early (the stop token is the last one returned),
-    e.g. ``(EOS_ID,)`` to stop at the end of a piece, as the grid tutorial does.
+    e.g. ``(EOS_ID,)`` to stop at the end of a piece, as the grid tutorial does. ``until``:
+    called with each token; True ends the sample after it (e.g. enough seconds of music).
+    ``progress``: called with the number of tokens sampled so far, after each.
     """
     check_settings(length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -109,7 +112,9 @@ def sample(model: SequenceModel, *, length: int, temperature: float = 1.0, top_k
     for _ in range(length):
         token = draw(model.predict(state), rng, temperature=temperature, top_k=top_k, top_p=top_p)
         out.append(token)
-        if token in stop:
+        if progress is not None:
+            progress(len(out))
+        if token in stop or (until is not None and until(token)):
             break
         state = model.observe(state, token)
     return out

@@ -52,10 +52,13 @@ def rotate(x: torch.Tensor, positions: torch.Tensor, base: float) -> torch.Tenso
     (x_i, x_{i+k/2}) are rotated by position * base^(-2i/k)."""
     half = x.shape[-1] // 2
     inv_freq = base ** (-torch.arange(half, device=x.device, dtype=torch.float64) / half)
-    angle = (positions.to(torch.float64)[..., None] * inv_freq).to(x.dtype)  # (t, k/2) or (b, t, k/2)
+    # cos and sin in float64, then cast: a float32 angle near position 60,000 is off by ~4e-3
+    # rad, enough to move float32 log-probabilities by ~1e-2 (Perceiver AR counts positions
+    # from the piece's start)
+    angle = positions.to(torch.float64)[..., None] * inv_freq  # (t, k/2) or (b, t, k/2)
     if angle.dim() == 3:
         angle = angle[:, None]  # (b, 1, t, k/2): the same for every head
-    cos, sin = angle.cos(), angle.sin()
+    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 

@@ -80,7 +80,7 @@ class ModelSpec:
 
 _T, _L, _D = "notelm.models.transformer", "notelm.models.lstm", "notelm.models.dstm"
 _C, _V = "notelm.models.compressive", "notelm.models.seq2seq"
-_S = "notelm.models.symbolic"
+_S, _P = "notelm.models.symbolic", "notelm.models.perceiver_ar"
 SPECS: tuple[ModelSpec, ...] = (
     ModelSpec("ppm", "counting", "PPM as IDyOM defines it (LTM, LTM+, STM, or LTM with STM), smoothed down to order -1",
               settings=f"{_S}:ppm_settings", build=f"{_S}:build_ppm"),
@@ -104,6 +104,9 @@ SPECS: tuple[ModelSpec, ...] = (
               f"{_C}:XLConfig", f"{_C}:CompressiveTransformer", f"{_C}:XL_PRESETS"),
     ModelSpec("velocity", "seq2seq", "midi-translation's encoder-decoder: note tokens -> exact velocities (humanize)",
               f"{_V}:VelocityConfig", f"{_V}:Seq2Seq", f"{_V}:PRESETS", windowed=True, adapter=f"{_V}:VelocityModel"),
+    ModelSpec("perceiver-ar", "lm", "Perceiver AR: latents cross-attend to a long context, then self-attend; cached generation",
+              f"{_P}:PerceiverARConfig", f"{_P}:PerceiverAR", f"{_P}:PRESETS", windowed=True,
+              adapter=f"{_P}:PerceiverARModel"),
 )
 REGISTRY: dict[str, ModelSpec] = {s.name: s for s in SPECS}
 
