@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -158,8 +159,11 @@ def runs(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("continue")
     files = sorted(SAMPLE.glob("*/*.midi"))
-    rows = ["split,midi_filename"] + [f"{s},{f}" for s, f in zip(["train"] * 9 + ["validation"] * 2 + ["test"], files)]
-    (tmp / "corpus").mkdir()
+    for f in files:  # notelm reads only files under a corpus's folder
+        (tmp / "corpus" / f.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, tmp / "corpus" / f.parent.name / f.name)
+    rows = ["split,midi_filename"] + [f"{s},{f.parent.name}/{f.name}"
+                                      for s, f in zip(["train"] * 9 + ["validation"] * 2 + ["test"], files)]
     (tmp / "corpus" / "maestro.csv").write_text("\n".join(rows) + "\n")
     common = dict(preset="debug", progress=False, accelerator="cpu", devices=1, threads=1)
     train("perceiver-ar", out=tmp / "par", corpus="maestro", root=tmp / "corpus", encoding="performance",

@@ -57,7 +57,7 @@ NEURAL_IDYOM_ROWS = [  # the method and bias of each: bench/results/kinder.json 
     ("neural LTM (built-in, no kinder) + IDyOM STM, viewpoints cpitch*dur,cpint,cpint*dur*ioi,cpitch",
      {"ltm": MELODY_LTM, "models": "both", **_VIEWPOINTS, "combine": "geometric", "bias": 3.0}),
     ("neural LTM (built-in, no kinder) + IDyOM BOTH+ (LTM+ and STM), same viewpoints",
-     {"ltm": MELODY_LTM, "models": "both+", **_VIEWPOINTS, "combine": "geometric", "bias": 3.0}),
+     {"ltm": MELODY_LTM, "models": "both+", **_VIEWPOINTS, "combine": "geometric", "bias": 4.0}),
 ]
 
 
@@ -172,8 +172,14 @@ def _run(out_dir: Path, console: Console, progress_bar) -> dict:
     generated = _generate(out_dir)
     neural = _neural(out_dir, console, progress_bar)
     short_term = _short_term(out_dir, console, progress_bar)
+    velocity = velocity_rows(out_dir, console, progress_bar)
+    with progress_bar("long memory on maestro-sample"):
+        memory = long_memory(console)
+    with progress_bar("continuing a maestro-sample primer"):
+        piano = piano_continuation(out_dir, console)
     report = {"corpora": infos, "leaderboard": leaderboard, "generated": generated, "neural": neural,
-              "short_term": short_term, "seconds": round(time.perf_counter() - started, 1)}
+              "short_term": short_term, "velocity": velocity, "long_memory": memory, "piano": piano,
+              "seconds": round(time.perf_counter() - started, 1)}
     atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2))
     atomic_write_text(out_dir / "report.md", _markdown(report))
     console.print(f"report written to {out_dir}/report.md ({report['seconds']} s)")
@@ -415,6 +421,9 @@ def _markdown(report: dict) -> str:
         lines += ["", "## Generated", ""] + [f"- `{p}`" for p in report["generated"]]
     lines += _neural_markdown(report.get("neural", []))
     lines += _short_term_markdown(report.get("short_term", []))
+    lines += velocity_markdown(report.get("velocity", {}))
+    lines += _memory_markdown(report.get("long_memory", []))
+    lines += _piano_markdown(report.get("piano", {}))
     skipped = [s for i in report["corpora"] for s in i["skipped"]]
     if skipped:
         lines += ["", "### Skipped", ""] + [f"- `{s['path']}`: {s['reason']}" for s in skipped]
@@ -543,3 +552,31 @@ def piano_continuation(out_dir: Path, console: Console, *, run: str = PIANO_MODE
                   f"{row['tokens_per_s']:.0f}", f"{row['test_nats_per_event']:.3f}", f"{events:,}")
     console.print(table)
     return row
+
+
+def _memory_markdown(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    starts = rows[0]["by_position"]["start"]
+    lines = ["", "## Long memory: maestro-sample (MAESTRO test split), performance events", "",
+             f"Nats per event over the first {MEMORY_EVENTS:,} events of each performance, overall and by position "
+             "within the piece: a Compressive Transformer reading each piece from its start (memories and "
+             "compressed memories) beside a Transformer of the same width and depth that sees its window only; "
+             "both trained the same steps on the same tokens (their model cards say how).", "",
+             "| model | parameters | nats/event | " + " | ".join(f"events {a:,}+" for a in starts) + " |",
+             "|---|---:|---:|" + "---:|" * len(starts)]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['parameters']:,} | {r['test_nats_per_event']:.3f} | "
+                     + " | ".join(f"{x:.3f}" for x in r["by_position"]["nats_per_event"]) + " |")
+    return lines
+
+
+def _piano_markdown(row: dict) -> list[str]:
+    if not row:
+        return []
+    files = ", ".join(f"`{Path(row[k]).name}`" for k in ("midi", "wav", "png") if row.get(k))
+    return ["", "## Piano continuation (Perceiver AR)", "",
+            f"`{row['model']}` continued the first {row['primer_seconds']:g} s of `{row['primer']}` for "
+            f"{row['seconds']:g} s: {row['notes']} notes, {row['tokens']} tokens at {row['tokens_per_s']:.0f} "
+            f"tokens/s ({files}). Test NLL over the first {PIANO_EVENTS:,} events of each maestro-sample "
+            f"performance: {row['test_nats_per_event']:.3f} nats per event ({row['test_events']:,} events)."]
