@@ -88,7 +88,6 @@ def generation_speed(*, context: int = 2048, new_tokens: int = 64, preset: str =
     without the cache, from one randomly initialised Transformer (``preset`` sizes)."""
     import torch
 
-    from notelm.generation import sample
     from notelm.models.neural import NeuralModel, build_network
     from notelm.models.transformer import PRESETS
 
@@ -101,19 +100,31 @@ def generation_speed(*, context: int = 2048, new_tokens: int = 64, preset: str =
                               "device": device, "dtype": "float32"}
     models = {name: NeuralModel(net, context=context, dtype=torch.float32, device=device, use_cache=cached)
               for name, cached in (("cached", True), ("uncached", False))}
+    return {**result, **_cached_against_uncached(models, primer, new_tokens=new_tokens, seed=seed, device=device, compare=16)}
+
+
+def _cached_against_uncached(models: dict, primer: list[int], *, new_tokens: int, seed: int, device: str,
+                             compare: int) -> dict[str, Any]:
+    """Time ``new_tokens`` samples from each of ``models`` ("cached", "uncached") after the same
+    primer (the prefill not timed: both paths do it once), and the largest difference of their
+    log-probabilities along the cached path's first ``compare`` tokens."""
+    import torch
+
+    from notelm.generation import sample
+
+    result: dict[str, Any] = {}
     tokens = {}
     for name, model in models.items():
-        state = model.start(primer)  # the prefill, not timed: both paths do it once
+        state = model.start(primer)
         t0 = time.perf_counter()
         tokens[name] = sample(model, length=new_tokens, seed=seed, state=state)
         if device != "cpu":
             torch.cuda.synchronize()
         result[f"{name}_tokens_per_s"] = new_tokens / (time.perf_counter() - t0)
     result["speedup"] = result["cached_tokens_per_s"] / result["uncached_tokens_per_s"]
-    # the two paths' predictions along the cached path's tokens
     states = {name: m.start(primer) for name, m in models.items()}
     diff = 0.0
-    for tok in tokens["cached"][:16]:
+    for tok in tokens["cached"][:compare]:
         p = {name: np.log(models[name].predict(s)) for name, s in states.items()}
         diff = max(diff, float(np.abs(p["cached"] - p["uncached"]).max()))
         states = {name: models[name].observe(s, tok) for name, s in states.items()}
@@ -135,7 +146,6 @@ def perceiver_generation_speed(*, context: int = 2048, new_tokens: int = 32, see
     `PERCEIVER_BENCH` (latents, dim, n_layers, n_heads)."""
     import torch
 
-    from notelm.generation import sample
     from notelm.models.perceiver_ar import PerceiverAR, PerceiverARConfig, PerceiverARModel
 
     if context < new_tokens + 2:
@@ -151,24 +161,7 @@ def perceiver_generation_speed(*, context: int = 2048, new_tokens: int = 32, see
                               "dtype": "float32"}
     models = {name: PerceiverARModel(net, dtype=torch.float32, device=device, use_cache=cached)
               for name, cached in (("cached", True), ("uncached", False))}
-    tokens = {}
-    for name, model in models.items():
-        state = model.start(primer)  # the prefill, not timed: both paths do it once
-        t0 = time.perf_counter()
-        tokens[name] = sample(model, length=new_tokens, seed=seed, state=state)
-        if device != "cpu":
-            torch.cuda.synchronize()
-        result[f"{name}_tokens_per_s"] = new_tokens / (time.perf_counter() - t0)
-    result["speedup"] = result["cached_tokens_per_s"] / result["uncached_tokens_per_s"]
-    states = {name: m.start(primer) for name, m in models.items()}
-    diff = 0.0
-    for tok in tokens["cached"][:8]:
-        p = {name: np.log(models[name].predict(s)) for name, s in states.items()}
-        diff = max(diff, float(np.abs(p["cached"] - p["uncached"]).max()))
-        states = {name: models[name].observe(s, tok) for name, s in states.items()}
-    result["max_abs_log_prob_diff"] = diff
-    result["same_tokens"] = tokens["cached"] == tokens["uncached"]
-    return result
+    return {**result, **_cached_against_uncached(models, primer, new_tokens=new_tokens, seed=seed, device=device, compare=8)}
 
 
 def peer_generation_speed(*, context: int, new_tokens: int = 4, seed: int = 0, **config: Any) -> dict[str, Any] | None:
