@@ -28,6 +28,18 @@ def private_cache(tmp_path_factory):
         os.environ["NOTELM_CACHE_DIR"] = old
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny networks run fastest on one torch thread (and far faster on a busy machine); use
+    with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 needs_maestro = pytest.mark.skipif(not MAESTRO_MINI.is_dir(), reason=f"real data absent: {MAESTRO_MINI}")
 needs_pop909 = pytest.mark.skipif(not POP909.is_dir(), reason=f"real data absent: {POP909}")
 

@@ -29,12 +29,7 @@ def pieces(n: int = 3, length: int = 60, vocab: int = 40) -> list[np.ndarray]:
     return [rng.integers(4, vocab, size=length + 7 * i) for i in range(n)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_compressive_published_freezes_memory_kv_and_fix_undoes_it():

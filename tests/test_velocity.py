@@ -14,13 +14,7 @@ from notelm.models.seq2seq import PRESETS, Seq2Seq, VelocityConfig, VelocityMode
 SOURCE_VOCAB = N_SPECIAL + 40
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks run fastest on one thread (and far faster on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def network(shared: bool = False, seed: int = 0) -> Seq2Seq:
