@@ -23,6 +23,7 @@ import numpy as np
 import symusic
 
 from notelm.errors import ReadError
+from notelm.io.files import file_problem
 from notelm.io.midi import from_symusic
 from notelm.pieces import DEFAULT_VELOCITY, Piece, PieceMeta, Track
 
@@ -33,8 +34,8 @@ _FIELD = re.compile(r"(?m)^([TKM]):\s*(.*?)\s*$")
 
 
 def read_text(path: Path) -> str:
-    if not path.is_file():
-        raise ReadError(path, "no such file")
+    if (problem := file_problem(path)) is not None:
+        raise ReadError(path, problem)
     raw = path.read_bytes()
     try:
         return raw.decode("utf-8")

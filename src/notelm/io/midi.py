@@ -8,7 +8,7 @@ import numpy as np
 import symusic
 
 from notelm.errors import ReadError
-from notelm.io.files import atomic_write_bytes
+from notelm.io.files import atomic_write_bytes, file_problem
 from notelm.pieces import Piece, PieceMeta, TimeUnit, Track
 
 _TTYPE = {"beat": "quarter", "second": "second"}
@@ -31,8 +31,8 @@ def check_header(path: Path, data: bytes) -> None:
 
 def load_symusic(path: str | Path, ttype: str) -> symusic.Score:
     path = Path(path)
-    if not path.is_file():
-        raise ReadError(path, "no such file")
+    if (problem := file_problem(path)) is not None:
+        raise ReadError(path, problem)
     try:
         data = path.read_bytes()  # bytes, not the name: a name that is not UTF-8 is fine too
     except OSError as e:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from notelm.errors import ReadError
+from notelm.io.files import file_problem
 from notelm.pieces import Piece, PieceMeta, Track
 
 
@@ -86,8 +87,8 @@ def parse_music21(source: str | Path, *, fmt: str | None = None, path: str | Pat
 def read_music21(path: str | Path) -> list[Piece]:
     """Read a kern, MusicXML or MXL file: one piece per score (an opus yields several)."""
     path = Path(path)
-    if not path.is_file():
-        raise ReadError(path, "no such file")
+    if (problem := file_problem(path)) is not None:
+        raise ReadError(path, problem)
     parsed = parse_music21(path)
     scores = list(parsed.scores) if hasattr(parsed, "scores") else [parsed]
     pieces = []
