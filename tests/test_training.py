@@ -200,6 +200,32 @@ def test_ddp_two_cpu_processes_match_one(tmp_path):
         assert diff.mean() < 1e-4
 
 
+def test_ddp_segments_two_processes_match_one_and_resume(tmp_path):
+    """The segment task under DDP: each process streams half of the rows of every batch with
+    their memories; the run matches one process, and its checkpoint (the memories of every
+    row, gathered) resumes exactly as a straight run continues."""
+    common = ["train", "compressive", "--corpus", "essen-kinder", "--encoding", "grid", "--preset", "debug",
+              "--set", "train.val_every=2", "--accelerator", "cpu", "--quiet", "--threads", "1"]
+    one = notelm(*common, "--max-steps", "4", "--devices", "1", "--out", tmp_path / "one")
+    assert one.returncode == 0, one.stderr
+    two = notelm(*common, "--max-steps", "2", "--devices", "2", "--strategy", "ddp", "--out", tmp_path / "two",
+                 timeout=180)
+    assert two.returncode == 0, two.stderr
+    assert "deprecated" not in two.stderr
+    more = notelm("train", "compressive", "--out", tmp_path / "two", "--resume", "--max-steps", "4", "--devices", "2",
+                  "--strategy", "ddp", "--accelerator", "cpu", "--quiet", "--threads", "1", timeout=180)
+    assert more.returncode == 0, more.stderr
+    ha = json.loads((tmp_path / "one" / "metrics.json").read_text())["val_history"]
+    hb = json.loads((tmp_path / "two" / "metrics.json").read_text())["val_history"]
+    assert [h["step"] for h in ha] == [h["step"] for h in hb] == [2, 4]
+    np.testing.assert_allclose([h["val_loss"] for h in ha], [h["val_loss"] for h in hb], rtol=1e-4)
+    a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
+    for k in a:
+        diff = (a[k] - b[k]).abs()
+        assert (diff > 2e-3).float().mean() < 0.01, (k, diff.max())
+        assert diff.mean() < 1e-4
+
+
 # ---- the command line ---------------------------------------------------------------------------
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import Any
 
 import lightning as L
@@ -212,7 +213,9 @@ class SegmentTask(Task):
         tensors = self.network.state_tensors(self._state)
         world = self.trainer.world_size if self._trainer is not None else 1
         if world > 1:  # rows r, r + w, ... of the global batch live on process r
-            tensors = {k: _interleave(self.all_gather(v), world) for k, v in tensors.items()}
+            with warnings.catch_warnings():  # Lightning's all_gather calls a torch function torch deprecates
+                warnings.filterwarnings("ignore", message=".*all_gather is deprecated")
+                tensors = {k: _interleave(self.all_gather(v), world) for k, v in tensors.items()}
         checkpoint[self.STATE_KEY] = {k: v.detach().cpu() for k, v in tensors.items()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
