@@ -326,8 +326,8 @@ def _short_term(out_dir: Path, console: Console, progress_bar) -> list[dict]:
 # the same steps and tokens per step: bench/builtin_compressive.sh); scored on the first
 # MEMORY_EVENTS events of each maestro-sample performance (MAESTRO's test split, never trained on)
 MEMORY_RUNS = ("builtin:compressive-maestro", "builtin:transformer-maestro")
-MEMORY_EVENTS = 4096
-MEMORY_BUCKET = 1024
+MEMORY_EVENTS = 2048
+MEMORY_BUCKET = 512
 
 
 def long_memory(console: Console, *, runs: tuple[str, ...] = MEMORY_RUNS, events: int = MEMORY_EVENTS) -> list[dict]:
