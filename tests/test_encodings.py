@@ -313,3 +313,15 @@ def test_show_tokens_is_readable_and_limited():
     assert show_tokens(piece, get_encoding("grid"), limit=None) == f"55 _ _ _ {EOS}"
     assert show_tokens(piece, get_encoding("grid"), limit=2) == "55 _ ... (+3 more)"
     assert show_tokens(piece, get_encoding("melody")) == "55|1|0"
+
+
+def test_performance_note_without_note_off_lasts_at_most_five_seconds():
+    enc = get_encoding("performance")
+    on, off, shift = enc.vocab.ids(["on-60", "off-60", "shift-100"])  # shift-100: 1 s
+    held = [on, *[shift] * 8]  # a note-on, then 8 s with no note-off
+    notes = enc.decode(held)
+    assert notes.onset.tolist() == [0.0] and notes.duration.tolist() == [enc.UNENDED_SECONDS]
+    short = enc.decode([on, shift, shift])  # the piece ends before the cap: the note lasts to its end
+    assert short.duration.tolist() == [2.0]
+    ended = enc.decode([on, *[shift] * 8, off])  # an explicit note-off is kept however late
+    assert ended.duration.tolist() == [8.0]

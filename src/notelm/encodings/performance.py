@@ -81,6 +81,7 @@ class PerformanceEncoding(Encoding):
     config_class = PerformanceConfig
     default_name = "performance"
     config: PerformanceConfig
+    UNENDED_SECONDS = 5.0  # the longest a note without a note-off lasts when decoded
 
     def build_vocab(self) -> Vocabulary:
         cfg = self.config
@@ -173,7 +174,9 @@ class PerformanceEncoding(Encoding):
         return out
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> Piece:
-        """The notes that event ids spell; a note still on at the end lasts until the last event."""
+        """The notes that event ids spell. A note that no later event of its pitch ends (no
+        note-off, no re-strike) lasts until the last event, but at most `UNENDED_SECONDS`: a
+        sampled note-on whose note-off never comes is not held to the end of the piece."""
         ids = content_ids(ids, len(self.vocab))
         is_shift = (ids >= self._shift0) & (ids < self._vel0)
         is_vel = ids >= self._vel0
@@ -193,7 +196,8 @@ class PerformanceEncoding(Encoding):
         pos, on, pitch = pos[order], on[order], pitch[order]
         has_next = np.r_[pitch[1:] == pitch[:-1], False]
         final = time[-1] if len(ids) else 0
-        end = np.where(has_next, time[np.r_[pos[1:], 0]], final)
+        cap = int(round(self.UNENDED_SECONDS * self.config.steps_per_second))
+        end = np.where(has_next, time[np.r_[pos[1:], 0]], np.minimum(final, time[pos] + cap))
         start = time[pos]
         return self._notes(pitch[on], start[on], end[on], vbin[pos][on])
 
