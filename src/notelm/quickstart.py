@@ -1,8 +1,9 @@
 """``notelm quickstart``: the most complete job notelm can do on bundled data, in minutes.
 
-It prepares and describes the bundled corpora, runs every model that exists so far on a
-bundled corpus, prints the leaderboard, writes a few generated melodies, and writes a report
-to the output folder.
+It prepares and describes the bundled corpora, runs every model family on bundled data,
+prints the leaderboards, writes generated melodies, a humanized Bach chorale and a continued
+piano performance (MIDI, WAV, PNG), and writes a report to the output folder. The heavy rows
+are built-in models (`notelm models list`); only an LSTM is trained here.
 
 The leaderboard's IDyOM rows (Pearce 2005) predict the pitch of every note of the Essen
 kinder songs with 10-fold cross-validation (piece i in fold i mod 10), with IDyOM's own
