@@ -117,7 +117,8 @@ def repetition(args) -> None:
 
     torch.set_num_threads(1)
     pieces = test_pieces(args.root)[:: 2][: args.primers]
-    table = json.loads(RESULTS.read_text()).get("repetition", {}) if RESULTS.is_file() and args.keep else {}
+    table = json.loads(RESULTS.read_text()).get("repetition", {}).get("table", {}) if RESULTS.is_file() and args.keep else {}
+    table.pop("real", None)  # computed again below, with the relative errors of every row
     encoding = None
     for name, path in runs(args.run).items():
         r = open_run(path)

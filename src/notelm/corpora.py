@@ -519,11 +519,29 @@ def _parse_in_parallel(todo: list, n_workers: int, collect: Callable) -> None:
         raise NotelmError("a process reading the corpus died (out of memory, or a parser crashed); "
                           "run again with --workers 1 to see which file") from None
     except BaseException:
+        _quiet_pool_teardown()
         for process in list((getattr(pool, "_processes", None) or {}).values()):
             process.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
+
+
+def _quiet_pool_teardown() -> None:
+    """The pool's manager thread may still try to settle a future that the teardown above
+    cancelled (a race inside `concurrent.futures`); it would print a thread traceback after our
+    one line. That error, and only that, is silenced from here on (the process is ending)."""
+    import threading
+    from concurrent.futures import InvalidStateError
+
+    previous = threading.excepthook
+
+    def hook(args) -> None:
+        if args.exc_type is not None and issubclass(args.exc_type, InvalidStateError):
+            return
+        previous(args)
+
+    threading.excepthook = hook
 
 
 def _check_workers(workers: int | None) -> int | None:
