@@ -228,7 +228,7 @@ def test_label_smoothed_loss_equals_the_hand_computed_value():
     assert count == 1 and correct == 1
     assert abs(float(total.detach()) - float(want)) < 1e-6
     plain, _, _, _ = task.losses((x, y))
-    assert abs(float(plain) - float(-logp[1])) < 1e-6
+    assert abs(float(plain.detach()) - float(-logp[1])) < 1e-6
 
 
 def test_noam_schedule_equals_hand_computed_values():
