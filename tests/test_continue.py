@@ -204,3 +204,13 @@ def test_bad_input_is_one_line(runs, tmp_path, case, message):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.stderr
     assert not (tmp_path / "x.mid").exists()
+
+
+def test_the_output_never_replaces_the_primer_even_with_force(runs, tmp_path):
+    par, _, primer = runs
+    mine = tmp_path / "mine.mid"
+    shutil.copyfile(primer, mine)
+    before = mine.read_bytes()
+    done = notelm("continue", mine, "--model", par, "--seconds", 1, "--out", mine, "--force", cwd=tmp_path)
+    assert done.returncode == 1 and "is the primer" in done.stderr and "Traceback" not in done.stderr
+    assert mine.read_bytes() == before

@@ -190,3 +190,13 @@ def test_cli_builtin_humanizes_a_flat_file(tmp_path):
     assert len(piano) == 400 and np.std(piano) > 3  # flat in, varied out
     r = cli(path, "--out", tmp_path / "out.mid")
     assert one_error(r, "--force"), r.stderr
+
+
+def test_the_output_never_replaces_the_input_even_with_force(tmp_path):
+    from notelm.humanize import humanize
+
+    path = make_midi(tmp_path / "mine.mid", n=10)
+    before = path.read_bytes()
+    with pytest.raises(NotelmError, match="is the input file"):
+        humanize(path, path, force=True)
+    assert path.read_bytes() == before

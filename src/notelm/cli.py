@@ -736,6 +736,10 @@ def continue_(
     if seconds is not None and tokens is not None:
         raise NotelmError("give --seconds or --tokens, not both")
     output = output if output is not None else Path(f"{primer.stem}-continued.mid")
+    for path in (output, wav, png):
+        if path is not None and path.exists() and primer.exists() and path.resolve() == primer.resolve():
+            raise NotelmError(f"{path} is the primer; choose another path (notelm never replaces what it reads, "
+                              "even with --force)")
     check_outputs([output, wav, png], force=force)
     settings = {"temperature": c.TEMPERATURE if temperature is None else temperature,
                 "top_p": c.TOP_P if top_p is None else top_p, "top_k": c.TOP_K if top_k is None else top_k}

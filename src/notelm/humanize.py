@@ -275,6 +275,9 @@ def humanize(source: str | Path, out: str | Path | None = None, *, model: str | 
     else:
         if out.suffix.lower() not in MIDI_SUFFIXES:
             raise NotelmError(f"--out {out}: a MIDI file (.mid) is written for a file")
+        if out.exists() and out.resolve() == source.resolve():
+            raise NotelmError(f"--out {out} is the input file; choose another path (notelm never replaces "
+                              f"what it reads, even with --force)")
         for path, wanted in ((out, True), (out.with_suffix(".wav"), wav), (out.with_suffix(".png"), png)):
             if wanted:
                 check_output(path, force=force)
