@@ -212,5 +212,5 @@ def test_the_output_never_replaces_the_primer_even_with_force(runs, tmp_path):
     shutil.copyfile(primer, mine)
     before = mine.read_bytes()
     done = notelm("continue", mine, "--model", par, "--seconds", 1, "--out", mine, "--force", cwd=tmp_path)
-    assert done.returncode == 1 and "is the primer" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 1 and "is an input of this command" in done.stderr and "Traceback" not in done.stderr
     assert mine.read_bytes() == before

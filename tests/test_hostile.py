@@ -336,7 +336,7 @@ OUTPUTS = [
         setup=lambda w, d: write(d / "folder-stm-000.mid", b"mine")),
     # compare --png
     Case("outputs-compare-png-over-config", lambda w, d: ["compare", d / "run", "--corpus", "essen-kinder",
-                                                          "--png", d / "run" / "config.json"], 1, "pass --force",
+                                                          "--png", d / "run" / "config.json"], 1, "inside the input folder",
          setup=lambda w, d: shutil.copytree(w.run, d / "run")),  # a copy: a writer that fails this spoils the run
     Case("outputs-compare-png-proc", lambda w, d: ["compare", w.run, "--corpus", "essen-kinder",
                                                    "--png", "/proc/board.png"], 1, "/proc/board.png"),

@@ -197,6 +197,6 @@ def test_the_output_never_replaces_the_input_even_with_force(tmp_path):
 
     path = make_midi(tmp_path / "mine.mid", n=10)
     before = path.read_bytes()
-    with pytest.raises(NotelmError, match="is the input file"):
+    with pytest.raises(NotelmError, match="is an input of this command"):
         humanize(path, path, force=True)
     assert path.read_bytes() == before

@@ -145,3 +145,16 @@ def test_abc_engines_agree_across_essen():
             agree += isinstance(a, Piece) and isinstance(b, Piece) and same_notes(a, b)
     assert total > 150
     assert agree / total >= 0.99, f"{agree}/{total}"
+
+
+def test_an_output_is_never_an_input_or_inside_an_input_folder(tmp_path):
+    from notelm.io.files import OutputError, check_not_inputs
+
+    mine, folder = tmp_path / "mine.mid", tmp_path / "corpus"
+    mine.write_bytes(b"MThd")
+    (folder / "sub").mkdir(parents=True)
+    with pytest.raises(OutputError, match="is an input of this command"):
+        check_not_inputs([tmp_path / "x.png", mine], [mine])
+    with pytest.raises(OutputError, match="inside the input folder"):
+        check_not_inputs([folder / "sub" / "out.csv"], [folder])
+    check_not_inputs([tmp_path / "out.mid", None], [mine, folder, None, tmp_path / "not-there"])  # fine

@@ -100,12 +100,15 @@ def at_least(option: str, value: int | None, low: int) -> None:
         raise NotelmError(f"{option} must be >= {low}; got {value}")
 
 
-def check_outputs(paths: list[Path | None], *, force: bool, folder: bool = False) -> None:
+def check_outputs(paths: list[Path | None], *, force: bool, folder: bool = False,
+                  inputs: list[Path | str | None] = ()) -> None:
     """The check every writing command makes of its output paths before it starts working
-    (`notelm.io.files.check_output`), and that no two outputs share a path."""
-    from notelm.io.files import check_distinct, check_output
+    (`notelm.io.files.check_output`): no two outputs share a path, and none is one of
+    ``inputs`` (files or folders the command reads) or inside one."""
+    from notelm.io.files import check_distinct, check_not_inputs, check_output
 
     check_distinct(paths)
+    check_not_inputs(paths, inputs)
     for path in paths:
         if path is not None:
             check_output(path, force=force, folder=folder)
@@ -279,7 +282,7 @@ def idyom(
     check_counts(models=models, folds=folds, generate=generate)
     if (ltm_run is not None or stm_run is not None) and generate:
         raise NotelmError("--generate samples from IDyOM's own models; to sample from a run: notelm generate RUN")
-    check_outputs([output], force=force)
+    check_outputs([output], force=force, inputs=[root])
     check_generate_outputs(corpus, generate_out, models=models, n=generate, force=force)
     settings = {"models": models, "ltm_config": ltm, "stm_config": stm, "combine": combine, "bias": bias,
                 "viewpoints": viewpoints, "viewpoint_combine": viewpoint_combine, "viewpoint_bias": viewpoint_bias}
@@ -502,7 +505,7 @@ def train(
     from notelm.models.registry import names
     from notelm.training import train as train_model
 
-    check_outputs([out_dir], force=True, folder=True)
+    check_outputs([out_dir], force=True, folder=True, inputs=[root, config])
     dev = int(devices) if devices.isdigit() else devices
     # Lightning draws its own bar for networks; a counting model's pass is silent without this
     counting = model in names("counting")
@@ -577,7 +580,7 @@ def compare(
     """
     from notelm.leaderboard import compare_runs, plot_leaderboard
 
-    check_outputs([png], force=force)
+    check_outputs([png], force=force, inputs=[root, *runs])
     with progress_bar(f"scoring {len(runs)} runs on {corpus} {split}") as progress:
         rows = compare_runs(runs, corpus=corpus, root=root, split=split, progress=progress)
     if png is not None:
@@ -626,7 +629,7 @@ def generate(
 
     check_settings(length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                    min_length=min_length)
-    check_outputs([output, wav, png], force=force)
+    check_outputs([output, wav, png], force=force, inputs=[run, primer])
     if wav is not None and soundfont is not None:
         from notelm.render import find_soundfont
 
@@ -736,11 +739,7 @@ def continue_(
     if seconds is not None and tokens is not None:
         raise NotelmError("give --seconds or --tokens, not both")
     output = output if output is not None else Path(f"{primer.stem}-continued.mid")
-    for path in (output, wav, png):
-        if path is not None and path.exists() and primer.exists() and path.resolve() == primer.resolve():
-            raise NotelmError(f"{path} is the primer; choose another path (notelm never replaces what it reads, "
-                              "even with --force)")
-    check_outputs([output, wav, png], force=force)
+    check_outputs([output, wav, png], force=force, inputs=[primer])
     settings = {"temperature": c.TEMPERATURE if temperature is None else temperature,
                 "top_p": c.TOP_P if top_p is None else top_p, "top_k": c.TOP_K if top_k is None else top_k}
     seconds = 30.0 if seconds is None and tokens is None else seconds

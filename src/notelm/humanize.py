@@ -267,7 +267,7 @@ def humanize(source: str | Path, out: str | Path | None = None, *, model: str | 
     out = Path(out) if out is not None else default_out(source)
     if temperature < 0:
         raise NotelmError(f"--temperature must be >= 0; got {temperature}")
-    from notelm.io.files import check_output
+    from notelm.io.files import check_not_inputs, check_output
 
     if source.is_dir():  # outputs checked before any work
         check_output(out, folder=True)
@@ -275,9 +275,7 @@ def humanize(source: str | Path, out: str | Path | None = None, *, model: str | 
     else:
         if out.suffix.lower() not in MIDI_SUFFIXES:
             raise NotelmError(f"--out {out}: a MIDI file (.mid) is written for a file")
-        if out.exists() and out.resolve() == source.resolve():
-            raise NotelmError(f"--out {out} is the input file; choose another path (notelm never replaces "
-                              f"what it reads, even with --force)")
+        check_not_inputs([out, out.with_suffix(".wav"), out.with_suffix(".png")], [source])
         for path, wanted in ((out, True), (out.with_suffix(".wav"), wav), (out.with_suffix(".png"), png)):
             if wanted:
                 check_output(path, force=force)

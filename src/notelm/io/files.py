@@ -131,6 +131,22 @@ def check_distinct(paths: Iterable[str | Path | None]) -> None:
         seen[key] = Path(p)
 
 
+def check_not_inputs(outputs: Iterable[str | Path | None], inputs: Iterable[str | Path | None]) -> None:
+    """Refuse an output that is one of the command's input files or lies inside one of its input
+    folders, whatever --force says: notelm never replaces or adds to what it reads."""
+    ins = [Path(i).resolve() for i in inputs if i is not None and Path(i).exists()]
+    for out in outputs:
+        if out is None:
+            continue
+        target = Path(out).resolve()
+        for i in ins:
+            if target == i:
+                raise OutputError(out, "is an input of this command; choose another path (notelm never replaces "
+                                       "what it reads, even with --force)")
+            if i.is_dir() and target.is_relative_to(i):
+                raise OutputError(out, f"is inside the input folder {i}; choose a path outside it")
+
+
 @contextlib.contextmanager
 def removed_on_failure(paths: Iterable[str | Path | None]) -> Iterator[None]:
     """Remove those of ``paths`` that did not exist on entry, and the folders made for them,
