@@ -22,6 +22,7 @@ bench/results/kinder.json), never on kinder.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -321,6 +322,34 @@ def _short_term(out_dir: Path, console: Console, progress_bar) -> list[dict]:
     return rows
 
 
+# ---- the bundled performances, scored ------------------------------------------------------------
+
+
+@functools.cache
+def _sample_test_pieces() -> tuple:
+    """maestro-sample's performances (MAESTRO's test split), read once per process."""
+    return tuple(load_corpus("maestro-sample").split("test"))
+
+
+def sample_bits(run: str, events: int) -> tuple:
+    """The opened ``run`` and the bits (-log2 p) of each of the first ``events`` events of
+    every maestro-sample performance, through the model's batched scoring in float32."""
+    import torch
+
+    from notelm.runs import open_run
+    from notelm.training.data import encode_pieces
+
+    r = open_run(run)
+    sequences, _ = encode_pieces(r.encoding(), list(_sample_test_pieces()))
+    scores = r.model(dtype=torch.float32).score([s[:events] for s in sequences])
+    return r, [-s for s in scores]
+
+
+def nats_per_event(bits: list) -> float:
+    """Mean nats per event over every event of ``bits`` (one array per piece), 4 decimals."""
+    return round(float(sum(b.sum() for b in bits)) / sum(len(b) for b in bits) * math.log(2), 4)
+
+
 # ---- long memory: a Compressive Transformer beside a Transformer ---------------------------------
 
 # built-ins of one size trained on the same data (MAESTRO's training split as performance events,
@@ -337,26 +366,16 @@ def long_memory(console: Console, *, runs: tuple[str, ...] = MEMORY_RUNS, events
     the Transformer sees at most its window (256 events), the Compressive Transformer reads each
     piece from its start, its memories reaching 768 events back per layer. About 30 s on two CPU
     cores; prints a table and returns one row per run."""
-    import torch
-
     from notelm.evaluation import by_position
-    from notelm.runs import open_run
-    from notelm.training.data import encode_pieces
 
-    pieces = load_corpus("maestro-sample").split("test")
     rows = []
     for run in runs:
         t0 = time.perf_counter()
-        r = open_run(run)
-        sequences, _ = encode_pieces(r.encoding(), pieces)
-        sequences = [s[:events] for s in sequences]
-        scores = r.model(dtype=torch.float32).score(sequences)  # log2 p of every event
-        bits = [-s for s in scores]
+        r, bits = sample_bits(run, events)
         n = sum(len(b) for b in bits)
         curve = by_position(bits, MEMORY_BUCKET)
         rows.append({"model": run, "family": r.model_name, "parameters": r.metrics.get("parameters"),
-                     "test_nats_per_event": round(float(sum(b.sum() for b in bits)) / n * math.log(2), 4),
-                     "events": n, "pieces": len(bits),
+                     "test_nats_per_event": nats_per_event(bits), "events": n, "pieces": len(bits),
                      "by_position": {"start": curve["start"], "nats_per_event": [round(x, 4) for x in curve["nats_per_event"]]},
                      "seconds": round(time.perf_counter() - t0, 1)})
     starts = rows[0]["by_position"]["start"] if rows else []
@@ -514,17 +533,10 @@ def piano_continuation(out_dir: Path, console: Console, *, run: str = PIANO_MODE
     ``.wav`` and ``.png`` in ``out_dir``; and a row of test NLL: nats per event over the first
     `PIANO_EVENTS` events of each of the twelve maestro-sample performances (MAESTRO's test
     split, never trained on). About half a minute on two CPU cores."""
-    import math
-
-    import numpy as np
-    import torch
-
     from notelm.bundled import MAESTRO_SAMPLE
     from notelm.continuation import continue_file
     from notelm.io import write_midi
     from notelm.render import SoundFontNotFoundError, plot_pianoroll, render_wav
-    from notelm.runs import open_run
-    from notelm.training.data import encode_pieces
 
     t0 = time.perf_counter()
     stem = Path(out_dir) / "piano" / "continued"
@@ -538,15 +550,11 @@ def piano_continuation(out_dir: Path, console: Console, *, run: str = PIANO_MODE
     except SoundFontNotFoundError as e:
         row["wav"] = None
         console.print(f"no WAV: {e}")
-    r = open_run(run)
-    sequences, _ = encode_pieces(r.encoding(), load_corpus("maestro-sample").split("test"))
-    sequences = [s[:PIANO_EVENTS] for s in sequences]
-    scores = r.model(dtype=torch.float32).score(sequences)
-    events = sum(len(s) for s in scores)
-    row.update(test_nats_per_event=-float(sum(s.sum() for s in scores)) * math.log(2) / events, test_events=events,
-               test_pieces=len(scores), parameters=r.metrics.get("parameters"),
-               valid_nats_per_event=r.metrics.get("best_val_loss"), elapsed_seconds=round(time.perf_counter() - t0, 1))
-    row["test_nats_per_event"] = float(np.round(row["test_nats_per_event"], 4))
+    r, bits = sample_bits(run, PIANO_EVENTS)
+    events = sum(len(b) for b in bits)
+    row.update(test_nats_per_event=nats_per_event(bits), test_events=events, test_pieces=len(bits),
+               parameters=r.metrics.get("parameters"), valid_nats_per_event=r.metrics.get("best_val_loss"),
+               elapsed_seconds=round(time.perf_counter() - t0, 1))
     table = Table("model", "primer", "continued", "tokens/s", "test nats/event", "events", title=(
         "Piano continuation (built-in Perceiver AR); test NLL on maestro-sample (MAESTRO's test split)"))
     table.add_row(run, f"{c.primer_seconds:g} s of Chopin Op. 10 No. 12", f"{seconds:g} s, {row['notes']} notes",
