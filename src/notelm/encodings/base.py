@@ -259,3 +259,29 @@ __all__ = [
     "N_SPECIAL", "Encoding", "EncodingConfig", "EncodingError", "EncodingSettingsError",
     "check_times", "content_ids", "plain_piece", "ranks", "to_seconds", "without_drums",
 ]
+
+
+class AlphabetEncoding(Encoding):
+    """An encoding whose vocabulary is learned by `fit` (the alphabet of a corpus): unfitted
+    until `fit` calls `_learned`; its saved state is that flag, its vocabulary saved apart."""
+
+    learns: ClassVar[bool] = True
+
+    def __init__(self, config: EncodingConfig | None = None, **settings: Any) -> None:
+        super().__init__(config, **settings)
+        self._fitted = False
+
+    @property
+    def fitted(self) -> bool:
+        return self._fitted
+
+    def _learned(self, vocab: Vocabulary) -> Encoding:
+        self.vocab, self._fitted = vocab, True
+        return self
+
+    def load_state(self, state: dict[str, Any], vocab: Vocabulary) -> None:
+        self.vocab = vocab
+        self._fitted = bool(state.get("fitted", True))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"fitted": self._fitted}

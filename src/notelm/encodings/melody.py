@@ -22,12 +22,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
 
 import numpy as np
 
 from notelm.encodings.base import (
-    Encoding,
+    AlphabetEncoding,
     EncodingConfig,
     EncodingError,
     check_times,
@@ -56,21 +55,12 @@ class MelodyConfig(EncodingConfig):
         self.require(self.time_unit in ("beat", "second"), f"time_unit must be 'beat' or 'second'; got {self.time_unit!r}")
 
 
-class MelodyEncoding(Encoding):
+class MelodyEncoding(AlphabetEncoding):
     """Linked cpitch (x dur x ioi) tokens of the melody line; learns its alphabet."""
 
     config_class = MelodyConfig
     default_name = "melody"
-    learns = True
     config: MelodyConfig
-
-    def __init__(self, config: MelodyConfig | None = None, **settings: Any) -> None:
-        super().__init__(config, **settings)
-        self._fitted = False
-
-    @property
-    def fitted(self) -> bool:
-        return self._fitted
 
     # ---- notes <-> tick columns --------------------------------------------------------------
 
@@ -140,13 +130,4 @@ class MelodyEncoding(Encoding):
                 seen.update(self.tokens(piece))
             except EncodingError:
                 continue
-        self.vocab = Vocabulary(sorted(seen, key=self.parse))
-        self._fitted = True
-        return self
-
-    def load_state(self, state: dict[str, Any], vocab: Vocabulary) -> None:
-        self.vocab = vocab
-        self._fitted = bool(state.get("fitted", True))
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"fitted": self._fitted}
+        return self._learned(Vocabulary(sorted(seen, key=self.parse)))

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from notelm.encodings.base import (
-    Encoding,
+    AlphabetEncoding,
     EncodingConfig,
     EncodingError,
     EncodingSettingsError,
@@ -69,21 +69,12 @@ def _fixed_tokens(pitch: str) -> list[str]:
     return tokens
 
 
-class MelodyEventsEncoding(Encoding):
+class MelodyEventsEncoding(AlphabetEncoding):
     """Pitch (or interval), duration and ioi tokens of every note of the melody line."""
 
     config_class = MelodyEventsConfig
     default_name = "melody-events"
-    learns = True
     config: MelodyEventsConfig
-
-    def __init__(self, config: MelodyEventsConfig | None = None, **settings: Any) -> None:
-        super().__init__(config, **settings)
-        self._fitted = False
-
-    @property
-    def fitted(self) -> bool:
-        return self._fitted
 
     # ---- notes <-> tokens ------------------------------------------------------------------------
 
@@ -172,17 +163,11 @@ class MelodyEventsEncoding(Encoding):
                 continue
             durs.update(dur.tolist())
             iois.update(ioi.tolist())
-        self.vocab = Vocabulary(_fixed_tokens(self.config.pitch) + [f"d{self._time(d)}" for d in sorted(durs)]
-                                + [f"o{self._time(g)}" for g in sorted(iois)])
-        self._fitted = True
-        return self
+        return self._learned(Vocabulary(_fixed_tokens(self.config.pitch) + [f"d{self._time(d)}" for d in sorted(durs)]
+                                        + [f"o{self._time(g)}" for g in sorted(iois)]))
 
     def load_state(self, state: dict[str, Any], vocab: Vocabulary) -> None:
         fixed = _fixed_tokens(self.config.pitch)
         if vocab.content_tokens[: len(fixed)] != fixed:
             raise EncodingSettingsError("saved vocabulary does not match the melody-events settings")
-        self.vocab = vocab
-        self._fitted = bool(state.get("fitted", True))
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"fitted": self._fitted}
+        super().load_state(state, vocab)
