@@ -51,6 +51,21 @@ class Config:
         return cls(**{k: v if typing.get_origin(hints[k]) is dict else _tupled(v) for k, v in data.items()})
 
 
+def require_rates(config: object, section: str, names: tuple[str, ...] = ("dropout",)) -> None:
+    """Raise SettingsError unless each named field is a rate in [0, 1) (dropout probabilities)."""
+    for name in names:
+        value = getattr(config, name)
+        if not 0 <= value < 1:
+            raise SettingsError(f"{section}: {name} must be in [0, 1); got {value!r}")
+
+
+def require_rotary_heads(config: object, section: str) -> None:
+    """Raise SettingsError unless ``dim`` splits into ``n_heads`` heads of an even size (rotary
+    positions rotate pairs of a head's channels)."""
+    if config.dim % config.n_heads or (config.dim // config.n_heads) % 2:
+        raise SettingsError(f"{section}: dim ({config.dim}) must be n_heads ({config.n_heads}) times an even head size")
+
+
 def require_positive_ints(config: object, section: str, names: tuple[str, ...], *, zero_ok: tuple[str, ...] = ()) -> None:
     """Raise SettingsError unless each named field is an int >= 1 (>= 0 for ``zero_ok``)."""
     for name in names:

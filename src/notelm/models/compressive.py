@@ -67,7 +67,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from notelm.config import Config, SettingsError, require_positive_ints
+from notelm.config import (
+    Config,
+    SettingsError,
+    require_positive_ints,
+    require_rates,
+    require_rotary_heads,
+)
 from notelm.errors import NotelmError
 from notelm.models.layers import Attention, KVCache, Memory
 from notelm.models.transformer import Transformer
@@ -110,8 +116,7 @@ class CompressiveConfig(Config):
         f = self.family
         require_positive_ints(self, f, ("vocab_size", "dim", "n_layers", "n_heads", "context", "ff_mult", "ratio",
                                         "mem_len", "cmem_len"), zero_ok=("vocab_size", "mem_len", "cmem_len"))
-        if self.dim % self.n_heads or (self.dim // self.n_heads) % 2:
-            raise SettingsError(f"{f}: dim ({self.dim}) must be n_heads ({self.n_heads}) times an even head size")
+        require_rotary_heads(self, f)
         if self.compression not in COMPRESSIONS:
             raise SettingsError(f"{f}: compression must be one of {', '.join(COMPRESSIONS)}; got {self.compression!r}")
         if self.cmem_len and (self.context % self.ratio or self.mem_len % self.ratio):
@@ -123,8 +128,7 @@ class CompressiveConfig(Config):
         layers = self.memory_layers
         if not all(isinstance(i, int) and 1 <= i <= self.n_layers for i in layers) or len(set(layers)) != len(layers):
             raise SettingsError(f"{f}: memory_layers must be distinct layer numbers in 1..{self.n_layers}; got {list(layers)}")
-        if not 0 <= self.dropout < 1:
-            raise SettingsError(f"{f}: dropout must be in [0, 1); got {self.dropout!r}")
+        require_rates(self, f)
         if not (isinstance(self.reconstruction_weight, (int, float)) and self.reconstruction_weight >= 0):
             raise SettingsError(f"{f}: reconstruction_weight must be >= 0; got {self.reconstruction_weight!r}")
 

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from notelm.config import Config, SettingsError, require_positive_ints
+from notelm.config import Config, SettingsError, require_positive_ints, require_rates
 from notelm.encodings.vocab import PAD_ID
 from notelm.errors import NotelmError
 from notelm.models.neural import allowed_tokens
@@ -72,8 +72,7 @@ class EncoderSettings(Config):
         require_positive_ints(self, family, ("vocab_size", "filters", "layers", "context"), zero_ok=("vocab_size",))
         if self.activation not in ACTIVATIONS:
             raise SettingsError(f"{family}: activation must be one of {', '.join(ACTIVATIONS)}; got {self.activation!r}")
-        if not 0 <= self.dropout < 1:
-            raise SettingsError(f"{family}: dropout must be in [0, 1); got {self.dropout!r}")
+        require_rates(self, family)
 
     @property
     def receptive_field(self) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from notelm.config import Config, SettingsError, require_positive_ints
+from notelm.config import Config, require_positive_ints, require_rates
 from notelm.errors import NotelmError
 
 State = tuple[torch.Tensor, torch.Tensor]  # h, c: (l, b, n) each
@@ -40,8 +40,7 @@ class LSTMConfig(Config):
 
     def __post_init__(self) -> None:
         require_positive_ints(self, "lstm", ("vocab_size", "embed_dim", "hidden", "layers", "context"), zero_ok=("vocab_size",))
-        if not 0 <= self.dropout < 1:
-            raise SettingsError(f"lstm: dropout must be in [0, 1); got {self.dropout!r}")
+        require_rates(self, "lstm")
 
 
 # Presets: model settings and the training settings that go with them. "small" is the

@@ -47,7 +47,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from notelm.config import Config, SettingsError, require_positive_ints
+from notelm.config import (
+    Config,
+    SettingsError,
+    require_positive_ints,
+    require_rates,
+    require_rotary_heads,
+)
 from notelm.encodings.vocab import BOS_ID, PAD_ID
 from notelm.errors import NotelmError
 from notelm.models.layers import Attention, KVCache
@@ -79,13 +85,10 @@ class PerceiverARConfig(Config):
     def __post_init__(self) -> None:
         require_positive_ints(self, "perceiver-ar", ("vocab_size", "dim", "n_layers", "n_heads", "context", "latents",
                                                      "ff_mult"), zero_ok=("vocab_size",))
-        if self.dim % self.n_heads or (self.dim // self.n_heads) % 2:
-            raise SettingsError(f"perceiver-ar: dim ({self.dim}) must be n_heads ({self.n_heads}) times an even head size")
+        require_rotary_heads(self, "perceiver-ar")
         if self.latents > self.context:
             raise SettingsError(f"perceiver-ar: latents ({self.latents}) must be <= context ({self.context})")
-        for name in ("prefix_dropout", "dropout"):
-            if not 0 <= getattr(self, name) < 1:
-                raise SettingsError(f"perceiver-ar: {name} must be in [0, 1); got {getattr(self, name)!r}")
+        require_rates(self, "perceiver-ar", ("prefix_dropout", "dropout"))
 
 
 # Presets. v1-v4 are the seed's four sizes (context/width/heads/layers). Latents: 512 for all.

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from notelm.config import Config, SettingsError, require_positive_ints
+from notelm.config import Config, SettingsError, require_positive_ints, require_rates
 from notelm.encodings.vocab import BOS_ID, N_SPECIAL, PAD_ID, UNK_ID
 from notelm.errors import NotelmError
 from notelm.models.base import ConditionalModel
@@ -88,8 +88,7 @@ class VelocityConfig(Config):
                                                  "context"), zero_ok=("vocab_size",))
         if self.dim % self.n_heads or self.dim % 2:
             raise SettingsError(f"velocity: dim ({self.dim}) must be even and divisible by n_heads ({self.n_heads})")
-        if not 0 <= self.dropout < 1:
-            raise SettingsError(f"velocity: dropout must be in [0, 1); got {self.dropout!r}")
+        require_rates(self, "velocity")
         if not isinstance(self.shared_vocab, bool):
             raise SettingsError(f"velocity: shared_vocab must be true or false; got {self.shared_vocab!r}")
         if self.target_vocab_size <= N_SPECIAL:

@@ -29,7 +29,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from notelm.config import Config, SettingsError, require_positive_ints
+from notelm.config import (
+    Config,
+    require_positive_ints,
+    require_rates,
+    require_rotary_heads,
+)
 from notelm.errors import NotelmError
 from notelm.models.layers import Attention, KVCache
 
@@ -53,10 +58,8 @@ class TransformerConfig(Config):
 
     def __post_init__(self) -> None:
         require_positive_ints(self, "transformer", ("vocab_size", "dim", "n_layers", "n_heads", "context", "ff_mult"), zero_ok=("vocab_size",))
-        if self.dim % self.n_heads or (self.dim // self.n_heads) % 2:
-            raise SettingsError(f"transformer: dim ({self.dim}) must be n_heads ({self.n_heads}) times an even head size")
-        if not 0 <= self.dropout < 1:
-            raise SettingsError(f"transformer: dropout must be in [0, 1); got {self.dropout!r}")
+        require_rotary_heads(self, "transformer")
+        require_rates(self, "transformer")
 
 
 # Presets: model settings and the training settings that go with them.
