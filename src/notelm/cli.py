@@ -774,13 +774,16 @@ def continue_(
 @contextmanager
 def rate_bar(description: str, *, total: float, unit: str):
     """A progress callback ``(tokens, seconds)`` drawing a bar of seconds (or tokens) made and
-    the tokens per second, on a terminal only."""
-    import time
-
+    the tokens per second on a terminal; elsewhere `progress_bar`'s line every PROGRESS_EVERY
+    seconds, as all long work prints."""
+    if not err.is_terminal:
+        with progress_bar(description) as tick:
+            yield lambda tokens, seconds: tick(round(seconds if unit == "s" else tokens), round(total))
+        return
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-                   TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal)
+                   TimeElapsedColumn(), console=err, transient=True)
     first: list[float] = []  # when the first token came (the primer's prefill is not sampling)
     with bar:
         task = bar.add_task(description, total=total, info="")
