@@ -520,6 +520,9 @@ def _parse_in_parallel(todo: list, n_workers: int, collect: Callable) -> None:
                           "run again with --workers 1 to see which file") from None
     except BaseException:
         _quiet_pool_teardown()
+        call_queue = getattr(pool, "_call_queue", None)
+        if call_queue is not None:  # its feeder thread may block on a pipe the stopped workers no
+            call_queue.cancel_join_thread()  # longer read: exiting must not wait for it
         for process in list((getattr(pool, "_processes", None) or {}).values()):
             process.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
