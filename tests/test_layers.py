@@ -139,6 +139,25 @@ def test_rotary_scores_depend_only_on_the_distance():
     torch.testing.assert_close(a, b, atol=1e-9, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rotary_tables_equal_the_formula_bit_for_bit(dtype):
+    """The looked-up angles (tables grown as positions come) against pairs rotated by hand,
+    for positions past any table so far, per-row positions, and empty slots at -1."""
+    def by_hand(x, positions, base):
+        half = x.shape[-1] // 2
+        angle = positions.to(torch.float64)[..., None] * base ** (-torch.arange(half, dtype=torch.float64) / half)
+        angle = angle[:, None] if angle.dim() == 3 else angle
+        cos, sin = angle.cos().to(dtype), angle.sin().to(dtype)
+        x1, x2 = x[..., :half], x[..., half:]
+        return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+    x = torch.randn(2, 3, 40, 8, dtype=dtype)
+    for positions in (torch.arange(40), torch.randint(0, 90_000, (40,)), torch.randint(0, 3000, (2, 40)),
+                      torch.cat([torch.full((2, 4), -1), torch.randint(0, 50, (2, 36))], dim=1)):
+        for base in (10000.0, 500.0):
+            assert torch.equal(rotate(x, positions, base), by_hand(x, positions, base))
+
+
 def test_memory_fifo_keeps_the_last_states_and_evicts_the_oldest():
     mem = Memory(size=5)
     seen = []

@@ -51,16 +51,38 @@ def rotate(x: torch.Tensor, positions: torch.Tensor, base: float) -> torch.Tenso
     """Rotary embedding of x (b, h, t, k) at integer positions (t,) or (b, t): pairs
     (x_i, x_{i+k/2}) are rotated by position * base^(-2i/k)."""
     half = x.shape[-1] // 2
-    inv_freq = base ** (-torch.arange(half, device=x.device, dtype=torch.float64) / half)
-    # cos and sin in float64, then cast: a float32 angle near position 60,000 is off by ~4e-3
-    # rad, enough to move float32 log-probabilities by ~1e-2 (Perceiver AR counts positions
-    # from the piece's start)
-    angle = positions.to(torch.float64)[..., None] * inv_freq  # (t, k/2) or (b, t, k/2)
-    if angle.dim() == 3:
-        angle = angle[:, None]  # (b, 1, t, k/2): the same for every head
-    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
-    x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    cos, sin = _angles(positions, base, half, x.dtype)  # (t, k) or (b, t, k)
+    if cos.dim() == 3:
+        cos, sin = cos[:, None], sin[:, None]  # (b, 1, t, k): the same for every head
+    # [x1 cos - x2 sin, x1 sin + x2 cos] with the signs in the table: four operations
+    return x * cos + torch.cat([x[..., half:], x[..., :half]], dim=-1) * sin
+
+
+_ANGLES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # (base, half, dtype, device) -> cos, sin tables
+
+
+def _angles(positions: torch.Tensor, base: float, half: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """[cos, cos] and [-sin, sin] of position * base^(-i/half), i < half, looked up in tables
+    of every position so far (doubled when a larger one comes): one token's step then costs an
+    index, not the trigonometry. Computed in float64, then cast: a float32 angle near position
+    60,000 is off by ~4e-3 rad, enough to move float32 log-probabilities by ~1e-2 (Perceiver AR
+    counts positions from the piece's start)."""
+    inv_freq = lambda: base ** (-torch.arange(half, device=positions.device, dtype=torch.float64) / half)  # noqa: E731
+    low, top = (int(v) for v in torch.aminmax(positions)) if positions.numel() else (0, 0)
+    if low < 0:  # (empty slots sit at -1) computed, not looked up
+        return _signed(positions.to(torch.float64)[..., None] * inv_freq(), dtype)
+    key = (float(base), half, dtype, positions.device)
+    cos, sin = _ANGLES.get(key, (None, None))
+    if cos is None or top >= len(cos):
+        size = max(1024, 1 << top.bit_length())
+        cos, sin = _ANGLES[key] = _signed(torch.arange(size, device=positions.device, dtype=torch.float64)[:, None]
+                                          * inv_freq(), dtype)
+    return cos[positions], sin[positions]
+
+
+def _signed(angle: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    c, s = angle.cos().to(dtype), angle.sin().to(dtype)
+    return torch.cat([c, c], dim=-1), torch.cat([-s, s], dim=-1)
 
 
 # ---- caches -------------------------------------------------------------------------------
