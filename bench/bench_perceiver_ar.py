@@ -46,7 +46,8 @@ from notelm.benchmarks import (
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "perceiver-ar.json"
 STATS = ("repeat_share", "longest_run", "pitch_class_entropy", "notes_per_s", "mean_velocity", "velocity_sd")
-SETTINGS = "1.0/1.0,1.0/0.95,0.9/0.95,0.7/0.9"  # temperature/top-p; 0.7/0.9 is the seed's
+# temperature/top-p[/free]; 0.7/0.9 is the seed's; "free": without the encoding's rules
+SETTINGS = "1.0/1.0,1.0/1.0/free,1.1/1.0,1.0/0.95,0.9/0.95,0.7/0.9/free"
 
 
 def save(section: str, value) -> None:
@@ -99,12 +100,17 @@ def nll(args) -> None:
 # ---- repetition -----------------------------------------------------------------------------------
 
 
-def settings(text: str) -> list[tuple[float, float | None]]:
+def settings(text: str) -> list[tuple[float, float | None, bool]]:
+    """(temperature, top-p, rules) of each ``T/p`` or ``T/p/free`` item."""
     out = []
     for item in text.split(","):
-        t, p = item.split("/")
-        out.append((float(t), None if float(p) >= 1 else float(p)))
+        t, p, *free = item.split("/")
+        out.append((float(t), None if float(p) >= 1 else float(p), free != ["free"]))
     return out
+
+
+def setting_key(name: str, temperature: float, top_p: float | None, rules: bool) -> str:
+    return f"{name} T={temperature:g} top-p={top_p or 1:g}" + ("" if rules else " no rules")
 
 
 def summary(stats: list[dict]) -> dict:
@@ -119,21 +125,23 @@ def repetition(args) -> None:
     pieces = test_pieces(args.root)[:: 2][: args.primers]
     table = json.loads(RESULTS.read_text()).get("repetition", {}).get("table", {}) if RESULTS.is_file() and args.keep else {}
     table.pop("real", None)  # computed again below, with the relative errors of every row
+    for key in [k for k, row in table.items() if "rules" not in row]:  # rows made before the rules existed
+        table[key.removesuffix(" no rules") + " no rules"] = {**table.pop(key), "rules": False}
     encoding = None
     for name, path in runs(args.run).items():
         r = open_run(path)
         encoding = r.encoding()
         model = r.model(dtype=torch.float32)
-        for temperature, top_p in settings(args.settings if name == args.tune else args.default):
-            key = f"{name} T={temperature:g} top-p={top_p or 1:g}"
+        for temperature, top_p, rules in settings(args.settings if name == args.tune else args.default):
+            key = setting_key(name, temperature, top_p, rules)
             t0, stats, tokens = time.perf_counter(), [], 0
             for i, piece in enumerate(pieces):
                 primer = primer_stretch(piece, 0.0, 10.0)
                 c = continue_primer(model, encoding, primer, 10.0, seconds=args.seconds, seed=i,
-                                    temperature=temperature, top_p=top_p, top_k=None)
+                                    temperature=temperature, top_p=top_p, top_k=None, rules=rules)
                 stats.append(repetition_stats(c.continuation, args.seconds))
                 tokens += c.tokens
-            table[key] = {"model": name, "temperature": temperature, "top_p": top_p, **summary(stats),
+            table[key] = {"model": name, "temperature": temperature, "top_p": top_p, "rules": rules, **summary(stats),
                           "tokens": tokens, "seconds": time.perf_counter() - t0, "per_primer": stats}
             print(key, json.dumps({k: round(v, 3) for k, v in summary(stats).items()}), flush=True)
     real = [repetition_stats(encoding.quantized(primer_stretch(p, 10.0, 10.0 + args.seconds)), args.seconds)
@@ -215,7 +223,7 @@ def main() -> None:
     rep.add_argument("--seconds", type=float, default=20.0)
     rep.add_argument("--tune", default="perceiver-ar", help="the model whose sampling settings are searched")
     rep.add_argument("--settings", default=SETTINGS, help="temperature/top-p pairs for the tuned model")
-    rep.add_argument("--default", default="1.0/0.95,0.7/0.9", help="temperature/top-p pairs for the other models")
+    rep.add_argument("--default", default="1.0/1.0,1.0/1.0/free", help="temperature/top-p pairs for the other models")
     rep.add_argument("--keep", action="store_true", help="keep the rows already in the results file")
     p = sub.add_parser("speed")
     p.add_argument("--context", type=int, default=2048)

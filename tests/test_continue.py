@@ -128,6 +128,25 @@ def test_primer_span_and_the_encoding_check():
         performance_encoding(get_encoding("grid"), "runs/lstm")
 
 
+def test_sampling_keeps_to_the_encodings_rules_unless_told_not_to(model):
+    """An untrained model puts probability on events the encoder never writes (a re-strike of a
+    key that is down, a release of one that is up); with the rules none is sampled."""
+    from notelm.generation import sample
+
+    primer = primer_stretch(performance(), 0.0, 10.0)
+    ids = primer_ids(ENC, primer, 10.0)
+    breaks = {}
+    for rules in (True, False):
+        out = sample(model, length=300, seed=4, state=model.start(ids), rules=ENC.rules(ids) if rules else None)
+        check, breaks[rules] = ENC.rules(ids), 0
+        for token in out:
+            breaks[rules] += not check.allowed()[token]
+            check.observe(token)
+    assert breaks[True] == 0 and breaks[False] > 10
+    on, off = (continue_primer(model, ENC, primer, 10.0, tokens=300, seed=4, rules=r) for r in (True, False))
+    assert on.piece != off.piece  # continue_primer passes them on
+
+
 def test_repetition_statistics_by_hand():
     piece = Piece(pitch=[60, 60, 60, 62, 64, 64, 72], onset=[0, 1, 2, 3, 4, 5, 5], duration=[0.5] * 7,
                   velocity=[40, 60, 80, 40, 60, 80, 60], time_unit="second")

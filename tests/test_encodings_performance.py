@@ -101,3 +101,42 @@ def test_note_tokens_sources_and_exact_velocity_targets():
         enc.decode_pair(src, tgt[:2])
     with pytest.raises(EncodingError, match="no notes"):
         get_encoding("note-tokens").fit([Piece.empty(time_unit="second")])
+
+
+def rule_breaks(enc, ids) -> int:
+    """How many of ``ids`` the encoding's rules forbid at their place."""
+    rules, bad = enc.rules(), 0
+    for token in ids:
+        bad += not rules.allowed()[int(token)]
+        rules.observe(int(token))
+    return bad
+
+
+def test_the_rules_pass_every_sequence_the_encoder_writes():
+    enc = get_encoding("performance")
+    rng = np.random.default_rng(0)
+    n = 300  # chords, re-strikes, overlaps of one pitch, notes under a pedal, repeated velocities
+    piece = notes(rng.integers(50, 60, n), np.round(rng.uniform(0, 20, n), 2), rng.uniform(0.001, 2.0, n),
+                  rng.choice([40, 41, 90], n), pedals=np.array([[2.0, 6.0], [10.0, 10.5]]))
+    assert rule_breaks(enc, enc.encode(piece)) == 0
+    dry = get_encoding("performance", sustain=False, velocity_bins=8, max_shift_steps=20)
+    assert rule_breaks(dry, dry.encode(piece)) == 0
+
+
+def test_the_rules_forbid_what_the_encoder_never_writes():
+    enc = get_encoding("performance")
+    ids = enc.vocab.ids
+    rules = enc.rules(ids(["vel-10", "on-60"]))
+    allowed = dict(zip(enc.vocab.tokens(np.arange(len(enc.vocab))), rules.allowed(), strict=True))
+    assert not allowed["on-60"] and allowed["on-61"]  # a key that is down cannot be struck
+    assert not allowed["off-60"]  # nor released on the step it went down
+    assert not allowed["off-61"]  # a key that is up cannot be released
+    assert not allowed["vel-10"] and allowed["vel-11"]  # the bin in force is never written again
+    assert allowed["<eos>"] and not allowed["<pad>"] and not allowed["<bos>"]
+    rules.observe(ids(["shift-3"])[0])
+    assert rules.allowed()[ids(["off-60"])[0]] and not rules.allowed()[ids(["on-60"])[0]]
+    rules.observe(ids(["off-60"])[0])
+    assert rules.allowed()[ids(["on-60"])[0]]  # released: it may be struck again (off, on)
+    rules.observe(ids(["vel-3"])[0])
+    after_velocity = {t for t, ok in zip(enc.vocab.tokens(np.arange(len(enc.vocab))), rules.allowed(), strict=True) if ok}
+    assert after_velocity == {f"on-{p}" for p in range(128)}  # a velocity event comes right before a note-on

@@ -66,6 +66,11 @@ def test_maestro_performances_round_trip(performances):
     n_on = int(np.isin(ids, np.arange(4, 132)).sum())
     assert n_on == len(q) == int(np.isin(ids, np.arange(132, 260)).sum())  # one on and one off per note
     assert np.abs(q.onset - np.round(piece.apply_sustain().onset, 2)).max() < 1e-9  # the 10 ms grid
+    for piece in performances:  # the rules of sampling forbid nothing a pianist played
+        rules = enc.rules()
+        for token in enc.encode(piece).tolist():
+            assert rules.allowed()[token], enc.vocab.tokens([token])
+            rules.observe(token)
 
 
 @needs_maestro

@@ -612,6 +612,7 @@ def generate(
     seed: int | None = typer.Option(None, "--seed", help="Random seed (reproducible output)."),
     no_stop: bool = typer.Option(False, "--no-stop", help="Do not stop at the end-of-piece token."),
     min_length: int = typer.Option(0, "--min-length", help="Hold the end-of-piece token back for this many tokens."),
+    rules: bool = typer.Option(True, "--rules/--no-rules", help="Sample only events the encoding can write (performance: no re-strike of a key that is down; default)."),
     wav: Path | None = typer.Option(None, "--wav", help="Also render audio (a General MIDI SoundFont found offline)."),
     png: Path | None = typer.Option(None, "--png", help="Also draw the piano roll."),
     soundfont: Path | None = typer.Option(None, "--soundfont", help="SoundFont (.sf2/.sf3) for --wav."),
@@ -636,7 +637,7 @@ def generate(
         find_soundfont(soundfont)
     with progress_bar("generating") as progress, removed_on_failure([output, wav, png]):
         g = compose(run, primer=primer, length=length, seconds=seconds, temperature=temperature, top_k=top_k,
-                    top_p=top_p, seed=seed, stop_at_eos=not no_stop, min_length=min_length)
+                    top_p=top_p, seed=seed, stop_at_eos=not no_stop, min_length=min_length, rules=rules)
         progress(1, 3)
         write_midi(g.piece, output, force=force)
         result = {"midi": str(output), "tokens": len(g.tokens) - g.primer_tokens, "primer_tokens": g.primer_tokens,
@@ -715,10 +716,11 @@ def continue_(
     start: float | None = typer.Option(None, "--from", help="Where in the file the primer starts (seconds; default 0)."),
     end: float | None = typer.Option(None, "--to", help="Where in the file the primer ends (seconds)."),
     model: str = typer.Option("builtin:perceiver-ar", "--model", help="builtin:NAME or a run directory trained with --encoding performance."),
-    temperature: float | None = typer.Option(None, "--temperature", help="Sampling temperature (default 1 with no top-p or top-k: plain sampling repeated notes least; README)."),
+    temperature: float | None = typer.Option(None, "--temperature", help="Sampling temperature (default 1.1 with no top-p or top-k: what repeated notes least; README)."),
     top_p: float | None = typer.Option(None, "--top-p", help="Nucleus sampling: the smallest set with this much probability (default: none)."),
     top_k: int | None = typer.Option(None, "--top-k", help="Sample among the k most likely tokens."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (reproducible output)."),
+    rules: bool = typer.Option(True, "--rules/--no-rules", help="Sample only events the encoding can write (performance: no re-strike of a key that is down; default)."),
     output: Path | None = typer.Option(None, "--out", help="MIDI file to write (default: PRIMER-continued.mid in the current folder)."),
     wav: Path | None = typer.Option(None, "--wav", help="Also render audio (a General MIDI SoundFont found offline)."),
     png: Path | None = typer.Option(None, "--png", help="Also draw the piano roll (the primer's end marked)."),
@@ -741,7 +743,8 @@ def continue_(
     output = output if output is not None else Path(f"{primer.stem}-continued.mid")
     check_outputs([output, wav, png], force=force, inputs=[primer])
     settings = {"temperature": c.TEMPERATURE if temperature is None else temperature,
-                "top_p": c.TOP_P if top_p is None else top_p, "top_k": c.TOP_K if top_k is None else top_k}
+                "top_p": c.TOP_P if top_p is None else top_p, "top_k": c.TOP_K if top_k is None else top_k,
+                "rules": rules}
     seconds = 30.0 if seconds is None and tokens is None else seconds
     with rate_bar("continuing", total=seconds if seconds is not None else tokens, unit="s" if tokens is None else "tokens") as bar:
         result = c.continue_file(primer, model, primer_seconds=primer_seconds, start=start, end=end, seconds=seconds,

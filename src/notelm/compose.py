@@ -90,13 +90,14 @@ class NoEarlyEnd(SequenceModel):
 def generate(run: str | Path, *, primer: str | Path | None = None, length: int | None = None,
              seconds: float | None = None, temperature: float = 1.0, top_k: int | None = None,
              top_p: float | None = None, seed: int | None = None, stop_at_eos: bool = True,
-             min_length: int = 0) -> Generated:
+             min_length: int = 0, rules: bool = True) -> Generated:
     """Sample from the model of run directory ``run`` (see the module docstring).
 
     ``length``: tokens to sample; ``seconds``: music to make (sampled tokens are estimated from
     the training data's tokens per second, and the piece is trimmed to it). Sampling stops at
     EOS (the end of a piece) unless ``stop_at_eos`` is False, and never before ``min_length``
-    sampled tokens.
+    sampled tokens. ``rules``: where the encoding has rules (``performance``: no re-strike of a
+    key that is down, ...), sample only the events they allow.
     """
     from notelm.generation import check_settings, sample
     from notelm.runs import open_run
@@ -130,7 +131,8 @@ def generate(run: str | Path, *, primer: str | Path | None = None, length: int |
     if min_length:
         model = NoEarlyEnd(model, min_length)
     tokens = sample(model, length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                    primer=prime, stop=(EOS_ID,) if stop_at_eos else ())
+                    primer=prime, stop=(EOS_ID,) if stop_at_eos else (),
+                    rules=encoding.rules(prime) if rules and hasattr(encoding, "rules") else None)
     ids = [t for t in prime + tokens if t != EOS_ID] if not stop_at_eos else prime + tokens
     piece = encoding.decode(np.asarray(ids, dtype=np.int64))
     if seconds is not None:

@@ -95,7 +95,8 @@ def draw(probs: np.ndarray, rng: np.random.Generator, **filters: Any) -> int:
 def sample(model: SequenceModel, *, length: int, temperature: float = 1.0, top_k: int | None = None,
            top_p: float | None = None, seed: int | np.random.Generator | None = None,
            primer: Sequence[int] = (), state: Any = None, stop: Sequence[int] = (),
-           until: Callable[[int], bool] | None = None, progress: Callable[[int], None] | None = None) -> list[int]:
+           until: Callable[[int], bool] | None = None, progress: Callable[[int], None] | None = None,
+           rules: Any = None) -> list[int]:
     """``length`` tokens sampled from ``model`` after ``primer`` (not included in the result).
 
     ``state``: continue from this state instead of ``model.start(primer)`` (e.g. a model
@@ -103,14 +104,21 @@ def sample(model: SequenceModel, *, length: int, temperature: float = 1.0, top_k
     ``stop``: tokens that end the sample early (the stop token is the last one returned),
     e.g. ``(EOS_ID,)`` to stop at the end of a piece, as the grid tutorial does. ``until``:
     called with each token; True ends the sample after it (e.g. enough seconds of music).
-    ``progress``: called with the number of tokens sampled so far, after each.
+    ``progress``: called with the number of tokens sampled so far, after each. ``rules``: the
+    tokens that may come next (``allowed()``, a bool mask (A,), and ``observe(token)``, e.g. an
+    encoding's `rules` started on the primer): the rest get no probability.
     """
     check_settings(length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     state = model.start(primer) if state is None else state
     out = []
     for _ in range(length):
-        token = draw(model.predict(state), rng, temperature=temperature, top_k=top_k, top_p=top_p)
+        probs = model.predict(state)
+        if rules is not None:
+            probs = np.where(rules.allowed()[: len(probs)], probs, 0.0)
+        token = draw(probs, rng, temperature=temperature, top_k=top_k, top_p=top_p)
+        if rules is not None:
+            rules.observe(token)
         out.append(token)
         if progress is not None:
             progress(len(out))

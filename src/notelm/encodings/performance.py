@@ -20,6 +20,11 @@ What the events keep, and so what `quantized` returns (in seconds, one track):
   of one pitch starting on the same step become one: the longest end and the loudest bin.
 - At one instant note-offs come before note-ons, so a re-struck key reads off, on.
 
+What the encoder never writes, `PerformanceRules` forbids while sampling (``notelm continue``):
+a note-on of a pitch that is sounding (a re-strike reads off, on), a note-off of a pitch that
+is silent or began on this very step, a velocity event that repeats the bin in force or is
+not followed by a note-on, and the specials other than the end of the piece.
+
 Encoding and decoding are vectorised numpy (no Python loop over events): see the benchmark
 in bench/bench_encodings.py against MidiTok's MIDILike.
 
@@ -45,7 +50,7 @@ from notelm.encodings.base import (
     to_seconds,
     without_drums,
 )
-from notelm.encodings.vocab import N_SPECIAL, Vocabulary
+from notelm.encodings.vocab import EOS_ID, N_SPECIAL, Vocabulary
 from notelm.pieces import Piece
 
 ON, OFF = N_SPECIAL, N_SPECIAL + 128  # first id of the note-on / note-off blocks
@@ -209,3 +214,58 @@ class PerformanceEncoding(Encoding):
     def decode_tokens(self, tokens: Sequence[str]) -> Piece:
         return self.decode(self.vocab.ids(list(tokens)))
 
+    def rules(self, ids: Sequence[int] = ()) -> PerformanceRules:
+        """What may come after ``ids`` (`PerformanceRules`)."""
+        return PerformanceRules(self, ids)
+
+
+
+class PerformanceRules:
+    """The events `PerformanceEncoding.encode` can write after ``ids`` (see the module
+    docstring): `allowed` is a bool mask over the vocabulary (v,), `observe` takes the next
+    event. Every sequence the encoder writes passes (tested on MAESTRO); a model that loses
+    track of which keys are down may still put probability on the rest, and a sampler that
+    draws it gets a key struck again 10 ms after it went down.
+    """
+
+    def __init__(self, encoding: PerformanceEncoding, ids: Sequence[int] = ()) -> None:
+        self._shift0, self._vel0 = encoding._shift0, encoding._vel0
+        self._size = len(encoding.vocab)
+        self.step = 0
+        self.sounding: dict[int, int] = {}  # pitch -> the step it began
+        self.bin: int | None = None  # the velocity bin in force
+        self.after_velocity = False
+        self._base = np.ones(self._size, dtype=bool)  # on for silent pitches, off for sounding ones begun before
+        self._base[:N_SPECIAL] = False
+        self._base[EOS_ID] = True
+        self._base[OFF:OFF + 128] = False
+        for token in ids:
+            self.observe(int(token))
+
+    def allowed(self) -> np.ndarray:
+        """Bool (v,): True where the next event may be this token."""
+        if self.after_velocity:  # a velocity event comes right before a note-on
+            mask = np.zeros(self._size, dtype=bool)
+            mask[ON:OFF] = self._base[ON:OFF]
+            return mask
+        mask = self._base.copy()
+        if self.bin is not None:
+            mask[self._vel0 + self.bin] = False
+        return mask
+
+    def observe(self, token: int) -> None:
+        self.after_velocity = False
+        if self._shift0 <= token < self._vel0:
+            self.step += token - self._shift0 + 1
+            for pitch in self.sounding:  # begun on an earlier step now: they may end
+                self._base[OFF + pitch] = True
+        elif token >= self._vel0:
+            self.bin, self.after_velocity = token - self._vel0, True
+        elif OFF <= token < self._shift0:
+            pitch = token - OFF
+            self.sounding.pop(pitch, None)
+            self._base[OFF + pitch], self._base[ON + pitch] = False, True
+        elif ON <= token < OFF:
+            pitch = token - ON
+            self.sounding[pitch] = self.step
+            self._base[ON + pitch] = False
