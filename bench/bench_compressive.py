@@ -57,6 +57,7 @@ ROWS = ("transformer", "xl", "compressive", "lucidrains-0.4.0", "lucidrains-0.4.
 OURS = {"transformer": {"mem_len": 0, "cmem_len": 0}, "xl": {"cmem_len": 0}, "compressive": {}}
 SEED = PRESETS["seed"]["model"]
 BUCKET = 256
+STEPS = 1200  # the table's rows; seeds (-seedN) and longer runs (-stepsN) are rows beside it
 MARKS = (1, 2, 10, 100)
 
 
@@ -261,7 +262,8 @@ def run_row(row: str, *, steps: int, batch: int, lr: float, clip: float, limit: 
     print(json.dumps(result["row"]), flush=True)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / f"{row}{f'-seed{seed}' if seed else ''}.json").write_text(json.dumps(result, indent=1) + "\n")
+        name = f"{row}{f'-seed{seed}' if seed else ''}{f'-steps{steps}' if steps != STEPS else ''}"
+        (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
 
 
@@ -338,8 +340,18 @@ def collect() -> dict:
     freeze = {r: {"memory_layers": rows[r]["memory_layers"], "kv_change": rows[r]["kv_change"],
                   "kv_frozen_at": rows[r]["kv_frozen_at"]}
               for r in ("lucidrains-0.4.0", "lucidrains-0.4.0-fixed", "compressive") if r in rows}
+    repeats = {}  # other seeds and longer runs of our rows: {"xl": {"seed1": ..., "steps3600": ...}}
+    for path in sorted(ROWS_DIR.glob("*-s*.json")):
+        row, _, rest = path.stem.partition("-s")
+        if row in OURS:
+            r = json.loads(path.read_text())
+            repeats.setdefault(row, {})["s" + rest] = {
+                "test_nats_per_token": r["row"]["test_nats_per_token"], "train_loss_last_100": r["train_loss_last_100"],
+                "steps": r["row"]["steps"], "train_seconds": r["row"]["train_seconds"], "seed": r["settings"]["seed"],
+                "by_position": r["by_position"]["nats_per_token"]}
     result = {
         "rows": [rows[r]["row"] for r in ROWS if r in rows],
+        "repeats": repeats,
         "by_position": {r: rows[r]["by_position"] for r in rows},
         "command": command,
         "freeze": freeze,
@@ -359,7 +371,7 @@ def main() -> None:
     parser.add_argument("--speed", action="store_true")
     parser.add_argument("--collect", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes; write nothing")
-    parser.add_argument("--steps", type=int, default=1200)
+    parser.add_argument("--steps", type=int, default=STEPS, help="other than the default: a row of its own (-stepsN)")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--clip", type=float, default=0.5)

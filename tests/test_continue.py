@@ -198,6 +198,7 @@ def test_continue_writes_the_primer_then_the_continuation(runs, tmp_path):
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["primer_seconds"] == 10.0 and report["primer_notes"] > 0 and report["tokens"] > 0
+    assert report["rules"] is True and report["temperature"] == 1.1  # the defaults chosen from the repetition table
     assert (tmp_path / "c.mid").is_file() and (tmp_path / "c.png").is_file()
     notes = mido_notes(tmp_path / "c.mid")
     assert len(notes) == report["primer_notes"] + report["notes"]
@@ -205,6 +206,9 @@ def test_continue_writes_the_primer_then_the_continuation(runs, tmp_path):
     assert [(p, v) for p, v, _, _ in notes[: len(want)]] == [(p, v) for p, v, _ in want]
     again = notelm("continue", primer, "--model", par, "--seconds", 2, "--out", "c.mid", cwd=tmp_path)
     assert again.returncode == 1 and "exists" in again.stderr and "Traceback" not in again.stderr
+    free = notelm("continue", primer, "--model", par, "--seconds", 2, "--seed", 0, "--no-rules", "--out", "free.mid",
+                  "--json", cwd=tmp_path)
+    assert free.returncode == 0 and json.loads(free.stdout)["rules"] is False, free.stderr
 
 
 @pytest.mark.parametrize(("case", "message"), [("corrupt", "not a readable MIDI file"), ("empty", "no notes to continue"),
