@@ -53,8 +53,11 @@ HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 ROWS_DIR = RESULTS / "compressive-rows"
 POP909 = Path(os.environ.get("NOTELM_SHARED", HERE.parent.parent / "shared")) / "data" / "pop909"
-ROWS = ("transformer", "xl", "compressive", "lucidrains-0.4.0", "lucidrains-0.4.0-fixed")
-OURS = {"transformer": {"mem_len": 0, "cmem_len": 0}, "xl": {"cmem_len": 0}, "compressive": {}}
+ROWS = ("transformer", "xl", "compressive", "compressive-mean", "lucidrains-0.4.0", "lucidrains-0.4.0-fixed")
+# compressive-mean: mean pooling instead of the learned convolution (no reconstruction loss), to
+# tell the cost of attending over compressed slots from the cost of learning them
+OURS = {"transformer": {"mem_len": 0, "cmem_len": 0}, "xl": {"cmem_len": 0}, "compressive": {},
+        "compressive-mean": {"compression": "mean"}}
 SEED = PRESETS["seed"]["model"]
 BUCKET = 256
 STEPS = 1200  # the table's rows; seeds (-seedN) and longer runs (-stepsN) are rows beside it
