@@ -10,11 +10,12 @@ RUN=${RUN:-runs/velocity-compared}
 for steps in $(seq 500 500 "${STEPS:-3000}"); do
   out=bench/results/velocity-curve/compared-$steps.json
   [ -f "$out" ] && continue
+  at=$(.venv/bin/python -c "import json; print(json.load(open('$RUN/metrics.json'))['global_step'])" 2>/dev/null || echo 0)
   if [ -d "$RUN" ]; then
-    .venv/bin/notelm train velocity --out "$RUN" --resume --max-steps "$steps" --threads 1 --quiet
+    [ "$at" -lt "$steps" ] && .venv/bin/notelm train velocity --out "$RUN" --resume --max-steps "$steps" --threads 1 --quiet
   else
     .venv/bin/notelm train velocity --corpus maestro --root "$ROOT" --encoding note-tokens --preset compared \
       --set encoding.bins=5,5,3 --max-steps "$steps" --threads 1 --quiet --out "$RUN"
   fi
-  .venv/bin/notelm evaluate "$RUN" --root "$ROOT" --split valid --json > "$out.tmp" && mv "$out.tmp" "$out"
+  .venv/bin/notelm evaluate "$RUN" --corpus maestro --root "$ROOT" --split valid --json > "$out.tmp" && mv "$out.tmp" "$out"
 done
