@@ -219,7 +219,6 @@ class PerformanceEncoding(Encoding):
         return PerformanceRules(self, ids)
 
 
-
 class PerformanceRules:
     """The events `PerformanceEncoding.encode` can write after ``ids`` (see the module
     docstring): `allowed` is a bool mask over the vocabulary (v,), `observe` takes the next

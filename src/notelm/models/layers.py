@@ -62,25 +62,28 @@ _ANGLES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # (base, half, dty
 
 
 def _angles(positions: torch.Tensor, base: float, half: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """[cos, cos] and [-sin, sin] of position * base^(-i/half), i < half, looked up in tables
-    of every position so far (doubled when a larger one comes): one token's step then costs an
-    index, not the trigonometry. Computed in float64, then cast: a float32 angle near position
-    60,000 is off by ~4e-3 rad, enough to move float32 log-probabilities by ~1e-2 (Perceiver AR
-    counts positions from the piece's start)."""
-    inv_freq = lambda: base ** (-torch.arange(half, device=positions.device, dtype=torch.float64) / half)  # noqa: E731
-    low, top = (int(v) for v in torch.aminmax(positions)) if positions.numel() else (0, 0)
-    if low < 0:  # (empty slots sit at -1) computed, not looked up
-        return _signed(positions.to(torch.float64)[..., None] * inv_freq(), dtype)
-    key = (float(base), half, dtype, positions.device)
+    """[cos, cos] and [-sin, sin] of position * base^(-i/half), i < half. On the CPU they are
+    looked up in tables of every position so far (doubled when a larger one comes): one token's
+    step then costs an index, not the trigonometry. On an accelerator they are computed (a table
+    would need the largest position on the host: a sync per call). Computed in float64 either
+    way, then cast: a float32 angle near position 60,000 is off by ~4e-3 rad, enough to move
+    float32 log-probabilities by ~1e-2 (Perceiver AR counts positions from the piece's start)."""
+    device = positions.device
+    if device.type != "cpu" or not positions.numel():
+        return _signed(positions, base, half, dtype)
+    low, top = (int(v) for v in torch.aminmax(positions))
+    if low < 0:  # empty slots sit at -1: computed, not looked up
+        return _signed(positions, base, half, dtype)
+    key = (float(base), half, dtype, device)
     cos, sin = _ANGLES.get(key, (None, None))
     if cos is None or top >= len(cos):
-        size = max(1024, 1 << top.bit_length())
-        cos, sin = _ANGLES[key] = _signed(torch.arange(size, device=positions.device, dtype=torch.float64)[:, None]
-                                          * inv_freq(), dtype)
+        cos, sin = _ANGLES[key] = _signed(torch.arange(max(1024, 1 << top.bit_length())), base, half, dtype)
     return cos[positions], sin[positions]
 
 
-def _signed(angle: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def _signed(positions: torch.Tensor, base: float, half: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    inv_freq = base ** (-torch.arange(half, device=positions.device, dtype=torch.float64) / half)
+    angle = positions.to(torch.float64)[..., None] * inv_freq
     c, s = angle.cos().to(dtype), angle.sin().to(dtype)
     return torch.cat([c, c], dim=-1), torch.cat([-s, s], dim=-1)
 
