@@ -125,8 +125,6 @@ def repetition(args) -> None:
     pieces = test_pieces(args.root)[:: 2][: args.primers]
     table = json.loads(RESULTS.read_text()).get("repetition", {}).get("table", {}) if RESULTS.is_file() and args.keep else {}
     table.pop("real", None)  # computed again below, with the relative errors of every row
-    for key in [k for k, row in table.items() if "rules" not in row]:  # rows made before the rules existed
-        table[key.removesuffix(" no rules") + " no rules"] = {**table.pop(key), "rules": False}
     encoding = None
     for name, path in runs(args.run).items():
         r = open_run(path)

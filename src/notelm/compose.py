@@ -132,7 +132,7 @@ def generate(run: str | Path, *, primer: str | Path | None = None, length: int |
         model = NoEarlyEnd(model, min_length)
     tokens = sample(model, length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                     primer=prime, stop=(EOS_ID,) if stop_at_eos else (),
-                    rules=encoding.rules(prime) if rules and hasattr(encoding, "rules") else None)
+                    rules=encoding.rules(prime) if rules else None)
     ids = [t for t in prime + tokens if t != EOS_ID] if not stop_at_eos else prime + tokens
     piece = encoding.decode(np.asarray(ids, dtype=np.int64))
     if seconds is not None:

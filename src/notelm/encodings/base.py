@@ -237,6 +237,12 @@ class Encoding(ABC):
         self.require_fitted()
         return self.decode_tokens(self.vocab.tokens(content_ids(ids, len(self.vocab))))
 
+    def rules(self, ids: Sequence[int] = ()) -> Any:
+        """What may come after ``ids`` while sampling (``allowed()``, a bool mask over the
+        vocabulary, and ``observe(token)``), or None: any token may (an encoding with rules,
+        as ``performance``, overrides this)."""
+        return None
+
     @property
     def alphabet_size(self) -> int:
         """Size of the id space a model predicts over (the whole vocabulary, specials included)."""

@@ -50,7 +50,7 @@ from notelm.encodings.base import (
     to_seconds,
     without_drums,
 )
-from notelm.encodings.vocab import EOS_ID, N_SPECIAL, Vocabulary
+from notelm.encodings.vocab import N_SPECIAL, NEVER_PREDICTED, Vocabulary
 from notelm.pieces import Piece
 
 ON, OFF = N_SPECIAL, N_SPECIAL + 128  # first id of the note-on / note-off blocks
@@ -235,8 +235,7 @@ class PerformanceRules:
         self.bin: int | None = None  # the velocity bin in force
         self.after_velocity = False
         self._base = np.ones(self._size, dtype=bool)  # on for silent pitches, off for sounding ones begun before
-        self._base[:N_SPECIAL] = False
-        self._base[EOS_ID] = True
+        self._base[list(NEVER_PREDICTED)] = False
         self._base[OFF:OFF + 128] = False
         for token in ids:
             self.observe(int(token))

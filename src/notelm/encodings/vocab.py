@@ -21,6 +21,7 @@ PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(4)
 N_SPECIAL = len(SPECIALS)
+NEVER_PREDICTED = (PAD_ID, BOS_ID, UNK_ID)  # specials no model emits (EOS ends a piece)
 
 
 class Vocabulary:

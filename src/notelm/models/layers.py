@@ -58,7 +58,7 @@ def rotate(x: torch.Tensor, positions: torch.Tensor, base: float) -> torch.Tenso
     return x * cos + torch.cat([x[..., half:], x[..., :half]], dim=-1) * sin
 
 
-_ANGLES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # (base, half, dtype, device) -> cos, sin tables
+_ANGLES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # (base, half, dtype) -> CPU cos, sin tables
 
 
 def _angles(positions: torch.Tensor, base: float, half: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,17 +68,15 @@ def _angles(positions: torch.Tensor, base: float, half: int, dtype: torch.dtype)
     would need the largest position on the host: a sync per call). Computed in float64 either
     way, then cast: a float32 angle near position 60,000 is off by ~4e-3 rad, enough to move
     float32 log-probabilities by ~1e-2 (Perceiver AR counts positions from the piece's start)."""
-    device = positions.device
-    if device.type != "cpu" or not positions.numel():
-        return _signed(positions, base, half, dtype)
-    low, top = (int(v) for v in torch.aminmax(positions))
-    if low < 0:  # empty slots sit at -1: computed, not looked up
-        return _signed(positions, base, half, dtype)
-    key = (float(base), half, dtype, device)
-    cos, sin = _ANGLES.get(key, (None, None))
-    if cos is None or top >= len(cos):
-        cos, sin = _ANGLES[key] = _signed(torch.arange(max(1024, 1 << top.bit_length())), base, half, dtype)
-    return cos[positions], sin[positions]
+    if positions.device.type == "cpu" and positions.numel():
+        low, top = (int(v) for v in torch.aminmax(positions))
+        if low >= 0:  # (empty slots sit at -1: those are computed)
+            key = (float(base), half, dtype)
+            cos, sin = _ANGLES.get(key, (None, None))
+            if cos is None or top >= len(cos):
+                cos, sin = _ANGLES[key] = _signed(torch.arange(max(1024, 1 << top.bit_length())), base, half, dtype)
+            return cos[positions], sin[positions]
+    return _signed(positions, base, half, dtype)
 
 
 def _signed(positions: torch.Tensor, base: float, half: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:

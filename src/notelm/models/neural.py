@@ -31,12 +31,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from notelm.encodings.vocab import BOS_ID, PAD_ID, UNK_ID
+from notelm.encodings.vocab import BOS_ID, NEVER_PREDICTED, PAD_ID
 from notelm.errors import UnknownNameError
 from notelm.models.base import SequenceModel
 
 FLOOR = 1e-10  # mass spread uniformly so that no event has probability zero
-NEVER_PREDICTED = (PAD_ID, BOS_ID, UNK_ID)
 SMALL_CALL = 128  # tokens: a forward pass this short runs on `step_threads` threads
 
 
