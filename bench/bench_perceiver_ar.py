@@ -63,10 +63,10 @@ def runs(pairs: list[str]) -> dict[str, str]:
     return dict(p.split("=", 1) for p in pairs)
 
 
-def test_pieces(root: str):
+def test_pieces(root: str, split: str = "test"):
     from notelm.corpora import load_corpus
 
-    return sorted(load_corpus("maestro", root).split("test"), key=lambda p: p.meta.id)
+    return sorted(load_corpus("maestro", root).split(split), key=lambda p: p.meta.id)
 
 
 # ---- test NLL -------------------------------------------------------------------------------------
@@ -100,17 +100,20 @@ def nll(args) -> None:
 # ---- repetition -----------------------------------------------------------------------------------
 
 
-def settings(text: str) -> list[tuple[float, float | None, bool]]:
-    """(temperature, top-p, rules) of each ``T/p`` or ``T/p/free`` item."""
+def settings(text: str) -> list[tuple[float, float | None, bool, float]]:
+    """(temperature, top-p, rules, repeat penalty) of each ``T/p``, ``T/p/free`` or ``T/p/rX``
+    item (X: the repeat penalty, with the rules)."""
     out = []
     for item in text.split(","):
-        t, p, *free = item.split("/")
-        out.append((float(t), None if float(p) >= 1 else float(p), free != ["free"]))
+        t, p, *extra = item.split("/")
+        penalty = float(extra[0][1:]) if extra and extra[0].startswith("r") else 1.0
+        out.append((float(t), None if float(p) >= 1 else float(p), extra != ["free"], penalty))
     return out
 
 
-def setting_key(name: str, temperature: float, top_p: float | None, rules: bool) -> str:
-    return f"{name} T={temperature:g} top-p={top_p or 1:g}" + ("" if rules else " no rules")
+def setting_key(name: str, temperature: float, top_p: float | None, rules: bool, penalty: float = 1.0) -> str:
+    return (f"{name} T={temperature:g} top-p={top_p or 1:g}" + ("" if rules else " no rules")
+            + (f" repeat-penalty={penalty:g}" if penalty != 1 else ""))
 
 
 def summary(stats: list[dict]) -> dict:
@@ -122,24 +125,27 @@ def repetition(args) -> None:
     from notelm.runs import open_run
 
     torch.set_num_threads(1)
-    pieces = test_pieces(args.root)[:: 2][: args.primers]
-    table = json.loads(RESULTS.read_text()).get("repetition", {}).get("table", {}) if RESULTS.is_file() and args.keep else {}
+    section = "repetition" if args.split == "test" else f"repetition-{args.split}"
+    pieces = test_pieces(args.root, args.split)[:: 2][: args.primers]
+    table = json.loads(RESULTS.read_text()).get(section, {}).get("table", {}) if RESULTS.is_file() and args.keep else {}
     table.pop("real", None)  # computed again below, with the relative errors of every row
     encoding = None
     for name, path in runs(args.run).items():
         r = open_run(path)
         encoding = r.encoding()
         model = r.model(dtype=torch.float32)
-        for temperature, top_p, rules in settings(args.settings if name == args.tune else args.default):
-            key = setting_key(name, temperature, top_p, rules)
+        for temperature, top_p, rules, penalty in settings(args.settings if name == args.tune else args.default):
+            key = setting_key(name, temperature, top_p, rules, penalty)
             t0, stats, tokens = time.perf_counter(), [], 0
             for i, piece in enumerate(pieces):
                 primer = primer_stretch(piece, 0.0, 10.0)
                 c = continue_primer(model, encoding, primer, 10.0, seconds=args.seconds, seed=i,
-                                    temperature=temperature, top_p=top_p, top_k=None, rules=rules)
+                                    temperature=temperature, top_p=top_p, top_k=None, rules=rules,
+                                    repeat_penalty=penalty)
                 stats.append(repetition_stats(c.continuation, args.seconds))
                 tokens += c.tokens
-            table[key] = {"model": name, "temperature": temperature, "top_p": top_p, "rules": rules, **summary(stats),
+            table[key] = {"model": name, "temperature": temperature, "top_p": top_p, "rules": rules,
+                          "repeat_penalty": penalty, **summary(stats),
                           "tokens": tokens, "seconds": time.perf_counter() - t0, "per_primer": stats}
             print(key, json.dumps({k: round(v, 3) for k, v in summary(stats).items()}), flush=True)
     real = [repetition_stats(encoding.quantized(primer_stretch(p, 10.0, 10.0 + args.seconds)), args.seconds)
@@ -150,7 +156,7 @@ def repetition(args) -> None:
             row["relative_error"] = {k: abs(row[k] - table["real"][k]) / max(abs(table["real"][k]), 1e-9) for k in STATS}
             row["within_25_percent"] = sum(v <= 0.25 for v in row["relative_error"].values())
     print("real", json.dumps({k: round(v, 3) for k, v in summary(real).items()}))
-    save("repetition", {"primers": [p.meta.id for p in pieces], "primer_seconds": 10.0, "seconds": args.seconds,
+    save(section, {"primers": [p.meta.id for p in pieces], "primer_seconds": 10.0, "seconds": args.seconds,
                         "table": table})
 
 
@@ -223,6 +229,8 @@ def main() -> None:
     rep.add_argument("--settings", default=SETTINGS, help="temperature/top-p pairs for the tuned model")
     rep.add_argument("--default", default="1.0/1.0,1.0/1.0/free", help="temperature/top-p pairs for the other models")
     rep.add_argument("--keep", action="store_true", help="keep the rows already in the results file")
+    rep.add_argument("--split", default="test", choices=("test", "valid"),
+                     help="whose primers (valid: to choose settings on, in section repetition-valid)")
     p = sub.add_parser("speed")
     p.add_argument("--context", type=int, default=2048)
     p.add_argument("--tokens", type=int, default=32)

@@ -147,6 +147,37 @@ def test_sampling_keeps_to_the_encodings_rules_unless_told_not_to(model):
     assert on.piece != off.piece  # continue_primer passes them on
 
 
+def test_the_repeat_penalty_makes_repeated_pitches_rarer(model):
+    """A model that likes two keys equally strikes the same one twice in a row often (when the
+    other is down, the rules leave only that one); the penalty makes it rarer."""
+    from notelm.generation import sample
+
+    ids = ENC.vocab.ids
+    liked = ids(["on-60", "on-62", "off-60", "off-62", "shift-1"])
+
+    class TwoKeys:
+        def start(self, primer):
+            return None
+
+        def predict(self, state):
+            p = np.full(len(ENC.vocab), 1e-9)
+            p[liked] = 1.0
+            return p / p.sum()
+
+        def observe(self, state, token):
+            return None
+
+    share = {}
+    for penalty in (1.0, 9.0):
+        out = ENC.vocab.tokens(sample(TwoKeys(), length=4000, seed=0, rules=ENC.rules(repeat_penalty=penalty)))
+        struck = [t for t in out if t.startswith("on-")]
+        share[penalty] = np.mean([a == b for a, b in zip(struck, struck[1:])])
+    assert share[1.0] > 0.2 and share[9.0] < 0.4 * share[1.0], share
+    primer = primer_stretch(performance(), 0.0, 10.0)
+    with pytest.raises(ContinueError, match="drop --no-rules"):
+        continue_primer(model, ENC, primer, 10.0, tokens=5, rules=False, repeat_penalty=2.0)
+
+
 def test_repetition_statistics_by_hand():
     piece = Piece(pitch=[60, 60, 60, 62, 64, 64, 72], onset=[0, 1, 2, 3, 4, 5, 5], duration=[0.5] * 7,
                   velocity=[40, 60, 80, 40, 60, 80, 60], time_unit="second")

@@ -140,3 +140,23 @@ def test_the_rules_forbid_what_the_encoder_never_writes():
     rules.observe(ids(["vel-3"])[0])
     after_velocity = {t for t, ok in zip(enc.vocab.tokens(np.arange(len(enc.vocab))), rules.allowed(), strict=True) if ok}
     assert after_velocity == {f"on-{p}" for p in range(128)}  # a velocity event comes right before a note-on
+
+
+def test_the_repeat_penalty_weighs_down_the_pitches_of_the_previous_onset():
+    enc = get_encoding("performance")
+    ids = enc.vocab.ids
+    on = dict(zip(range(128), ids([f"on-{p}" for p in range(128)]), strict=True))
+    plain, rules = (enc.rules(ids(["vel-10", "on-55", "shift-5", "off-55", "on-60", "on-64", "shift-5", "off-64"]),
+                              repeat_penalty=r) for r in (1.0, 4.0))
+    assert np.array_equal(plain.weights(), plain.allowed().astype(float))
+    w = rules.weights()  # the last onset struck 60 and 64 (60 still down: not allowed)
+    assert w[on[64]] == 0.25 and w[on[55]] == w[on[61]] == 1.0 and w[on[60]] == 0
+    assert np.array_equal(w > 0, rules.allowed())
+    rules.observe(on[67])  # a new onset begins: within it, the previous one (60, 64) is weighed down
+    w = rules.weights()
+    assert w[on[64]] == 0.25 and w[on[55]] == 1.0 and w[on[67]] == 0
+    rules.observe(ids(["shift-2"])[0])  # later: 67's onset is the previous one
+    assert rules.weights()[on[64]] == 1.0
+    for bad in (0.5, float("inf"), True, "2"):
+        with pytest.raises(EncodingError, match="repeat penalty"):
+            enc.rules(repeat_penalty=bad)

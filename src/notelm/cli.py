@@ -721,6 +721,7 @@ def continue_(
     top_k: int | None = typer.Option(None, "--top-k", help="Sample among the k most likely tokens."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (reproducible output)."),
     rules: bool = typer.Option(True, "--rules/--no-rules", help="Sample only events the encoding can write (performance: no re-strike of a key that is down; default)."),
+    repeat_penalty: float | None = typer.Option(None, "--repeat-penalty", help="Striking the pitch struck last is this many times less likely (1: none; default from the README's repetition table)."),
     output: Path | None = typer.Option(None, "--out", help="MIDI file to write (default: PRIMER-continued.mid in the current folder)."),
     wav: Path | None = typer.Option(None, "--wav", help="Also render audio (a General MIDI SoundFont found offline)."),
     png: Path | None = typer.Option(None, "--png", help="Also draw the piano roll (the primer's end marked)."),
@@ -744,7 +745,8 @@ def continue_(
     check_outputs([output, wav, png], force=force, inputs=[primer])
     settings = {"temperature": c.TEMPERATURE if temperature is None else temperature,
                 "top_p": c.TOP_P if top_p is None else top_p, "top_k": c.TOP_K if top_k is None else top_k,
-                "rules": rules}
+                "rules": rules,
+                "repeat_penalty": (c.REPEAT_PENALTY if rules else 1.0) if repeat_penalty is None else repeat_penalty}
     seconds = 30.0 if seconds is None and tokens is None else seconds
     with rate_bar("continuing", total=seconds if seconds is not None else tokens, unit="s" if tokens is None else "tokens") as bar:
         result = c.continue_file(primer, model, primer_seconds=primer_seconds, start=start, end=end, seconds=seconds,

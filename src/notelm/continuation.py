@@ -44,6 +44,7 @@ PRIMER_SECONDS = 10.0
 # temperature 1.1 by a third again, at 15% fewer notes per second.
 TEMPERATURE, TOP_P, TOP_K = 1.1, None, None
 RULES = True
+REPEAT_PENALTY = 1.0
 
 
 class ContinueError(NotelmError, ValueError):
@@ -140,10 +141,13 @@ def continue_primer(model: SequenceModel, encoding: Any, primer: Piece, primer_s
                     seconds: float | None = None, tokens: int | None = None, temperature: float = TEMPERATURE,
                     top_k: int | None = TOP_K, top_p: float | None = TOP_P, seed: int | None = None,
                     continuation_only: bool = False, progress: Callable[[int, float], None] | None = None,
-                    max_tokens_per_second: int = 400, rules: bool = RULES) -> Continuation:
+                    max_tokens_per_second: int = 400, rules: bool = RULES,
+                    repeat_penalty: float = REPEAT_PENALTY) -> Continuation:
     """Continue ``primer`` (a `primer_stretch`, ``primer_seconds`` long) with ``model`` for
     ``seconds`` of music (default 20) or ``tokens`` tokens. ``progress(tokens, seconds)`` after
-    each token. ``rules``: sample only events the encoding can write (`PerformanceRules`).
+    each token. ``rules``: sample only events the encoding can write (`PerformanceRules`);
+    ``repeat_penalty``: with the rules, striking the pitch struck last is that many times less
+    likely (1: as the model says).
     A continuation in seconds stops at ``max_tokens_per_second`` times as many tokens (a model
     that never moves time on)."""
     from notelm.generation import check_settings, sample
@@ -154,8 +158,11 @@ def continue_primer(model: SequenceModel, encoding: Any, primer: Piece, primer_s
     if seconds is not None and not (isinstance(seconds, int | float) and seconds > 0):
         raise ContinueError(f"--seconds must be > 0; got {seconds!r}")
     check_settings(length=tokens, temperature=temperature, top_k=top_k, top_p=top_p)
+    if repeat_penalty != 1 and not rules:
+        raise ContinueError("--repeat-penalty works through the encoding's rules; drop --no-rules")
     sps = encoding.config.steps_per_second
     prime = primer_ids(encoding, primer, primer_seconds)
+    sampling_rules = encoding.rules(prime, repeat_penalty=repeat_penalty) if rules else None
     steps = shift_steps(encoding)
     goal = math.inf if seconds is None else round(seconds * sps)
     elapsed = [0]
@@ -173,7 +180,7 @@ def continue_primer(model: SequenceModel, encoding: Any, primer: Piece, primer_s
     t0 = time.perf_counter()
     sampled = sample(model, length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                      state=state, stop=(EOS_ID,), until=until, progress=step,
-                     rules=encoding.rules(prime) if rules else None)
+                     rules=sampling_rules)
     took = time.perf_counter() - t0
     ids = np.asarray(prime + [t for t in sampled if t != EOS_ID], dtype=np.int64)
     decoded = encoding.decode(ids)

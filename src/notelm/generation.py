@@ -105,8 +105,9 @@ def sample(model: SequenceModel, *, length: int, temperature: float = 1.0, top_k
     e.g. ``(EOS_ID,)`` to stop at the end of a piece, as the grid tutorial does. ``until``:
     called with each token; True ends the sample after it (e.g. enough seconds of music).
     ``progress``: called with the number of tokens sampled so far, after each. ``rules``: the
-    tokens that may come next (``allowed()``, a bool mask (A,), and ``observe(token)``, e.g. an
-    encoding's `rules` started on the primer): the rest get no probability.
+    tokens that may come next and how much (``weights()``, factors (A,) the probabilities are
+    multiplied by, 0 for a token that may not come, and ``observe(token)``), e.g. an
+    encoding's `rules` started on the primer.
     """
     check_settings(length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -115,7 +116,7 @@ def sample(model: SequenceModel, *, length: int, temperature: float = 1.0, top_k
     for _ in range(length):
         probs = model.predict(state)
         if rules is not None:
-            probs = np.where(rules.allowed()[: len(probs)], probs, 0.0)
+            probs = probs * rules.weights()[: len(probs)]
         token = draw(probs, rng, temperature=temperature, top_k=top_k, top_p=top_p)
         if rules is not None:
             rules.observe(token)

@@ -238,9 +238,10 @@ class Encoding(ABC):
         return self.decode_tokens(self.vocab.tokens(content_ids(ids, len(self.vocab))))
 
     def rules(self, ids: Sequence[int] = ()) -> Any:
-        """What may come after ``ids`` while sampling (``allowed()``, a bool mask over the
-        vocabulary, and ``observe(token)``), or None: any token may (an encoding with rules,
-        as ``performance``, overrides this)."""
+        """What may come after ``ids`` while sampling (``weights()``, factors over the
+        vocabulary the sampler multiplies the probabilities by, 0 where a token may not come,
+        and ``observe(token)``), or None: any token may (an encoding with rules, as
+        ``performance``, overrides this)."""
         return None
 
     @property

@@ -23,7 +23,11 @@ What the events keep, and so what `quantized` returns (in seconds, one track):
 What the encoder never writes, `PerformanceRules` forbids while sampling (``notelm continue``):
 a note-on of a pitch that is sounding (a re-strike reads off, on), a note-off of a pitch that
 is silent or began on this very step, a velocity event that repeats the bin in force or is
-not followed by a note-on, and the specials other than the end of the piece.
+not followed by a note-on, and the specials other than the end of the piece. Beside those
+hard rules, ``repeat_penalty`` r divides by r the probability of striking a pitch struck at the
+previous onset (the last step with note-ons before the one being written): CTRL's repetition
+penalty (Keskar et al. 2019) on repeated notes alone, since the models repeat a note about
+twice as often as pianists do (README, "repetition").
 
 Encoding and decoding are vectorised numpy (no Python loop over events): see the benchmark
 in bench/bench_encodings.py against MidiTok's MIDILike.
@@ -214,20 +218,29 @@ class PerformanceEncoding(Encoding):
     def decode_tokens(self, tokens: Sequence[str]) -> Piece:
         return self.decode(self.vocab.ids(list(tokens)))
 
-    def rules(self, ids: Sequence[int] = ()) -> PerformanceRules:
+    def rules(self, ids: Sequence[int] = (), *, repeat_penalty: float = 1.0) -> PerformanceRules:
         """What may come after ``ids`` (`PerformanceRules`)."""
-        return PerformanceRules(self, ids)
+        return PerformanceRules(self, ids, repeat_penalty=repeat_penalty)
 
 
 class PerformanceRules:
     """The events `PerformanceEncoding.encode` can write after ``ids`` (see the module
-    docstring): `allowed` is a bool mask over the vocabulary (v,), `observe` takes the next
-    event. Every sequence the encoder writes passes (tested on MAESTRO); a model that loses
-    track of which keys are down may still put probability on the rest, and a sampler that
-    draws it gets a key struck again 10 ms after it went down.
+    docstring): `allowed` is a bool mask over the vocabulary (v,), `weights` the factors the
+    sampler multiplies the probabilities by (0 where not allowed, 1 / ``repeat_penalty`` on a
+    note-on of a pitch struck at the previous onset), `observe` takes the next event. Every sequence the
+    encoder writes passes (tested on MAESTRO); a model that loses track of which keys are down
+    may still put probability on the rest, and a sampler that draws it gets a key struck again
+    10 ms after it went down.
     """
 
-    def __init__(self, encoding: PerformanceEncoding, ids: Sequence[int] = ()) -> None:
+    def __init__(self, encoding: PerformanceEncoding, ids: Sequence[int] = (), *, repeat_penalty: float = 1.0) -> None:
+        if isinstance(repeat_penalty, bool) or not isinstance(repeat_penalty, int | float) or \
+                not 1 <= repeat_penalty < math.inf:
+            raise EncodingError(f"repeat penalty must be a finite number >= 1 (1: none); got {repeat_penalty!r}")
+        self.repeat_penalty = float(repeat_penalty)
+        self.onset_step = -1  # the last step with note-ons
+        self.at_onset: list[int] = []  # the pitches struck on it
+        self.before: list[int] = []  # and on the one with note-ons before it
         self._shift0, self._vel0 = encoding._shift0, encoding._vel0
         self._size = len(encoding.vocab)
         self.step = 0
@@ -251,6 +264,15 @@ class PerformanceRules:
             mask[self._vel0 + self.bin] = False
         return mask
 
+    def weights(self) -> np.ndarray:
+        """Float (v,): `allowed` as 0 / 1, with 1 / ``repeat_penalty`` on striking again a pitch
+        of the previous onset (a note-on now joins the chord of this step, or starts a new one)."""
+        w = self.allowed().astype(np.float64)
+        if self.repeat_penalty != 1:
+            previous = self.before if self.step == self.onset_step else self.at_onset
+            w[[ON + p for p in previous]] /= self.repeat_penalty
+        return w
+
     def observe(self, token: int) -> None:
         self.after_velocity = False
         if self._shift0 <= token < self._vel0:
@@ -266,4 +288,7 @@ class PerformanceRules:
         elif ON <= token < OFF:
             pitch = token - ON
             self.sounding[pitch] = self.step
+            if self.step != self.onset_step:
+                self.onset_step, self.before, self.at_onset = self.step, self.at_onset, []
+            self.at_onset.append(pitch)
             self._base[ON + pitch] = False
