@@ -157,6 +157,9 @@ def test_the_repeat_penalty_weighs_down_the_pitches_of_the_previous_onset():
     assert w[on[64]] == 0.25 and w[on[55]] == 1.0 and w[on[67]] == 0
     rules.observe(ids(["shift-2"])[0])  # later: 67's onset is the previous one
     assert rules.weights()[on[64]] == 1.0
+    for token in ids(["off-67", "on-67", "shift-2", "off-67"]):  # 67 twice in a row: 1 / 4^2 the third time
+        rules.observe(token)
+    assert rules.weights()[on[67]] == 1 / 16
     for bad in (0.5, float("inf"), True, "2"):
         with pytest.raises(EncodingError, match="repeat penalty"):
             enc.rules(repeat_penalty=bad)

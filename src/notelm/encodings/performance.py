@@ -24,10 +24,12 @@ What the encoder never writes, `PerformanceRules` forbids while sampling (``note
 a note-on of a pitch that is sounding (a re-strike reads off, on), a note-off of a pitch that
 is silent or began on this very step, a velocity event that repeats the bin in force or is
 not followed by a note-on, and the specials other than the end of the piece. Beside those
-hard rules, ``repeat_penalty`` r divides by r the probability of striking a pitch struck at the
-previous onset (the last step with note-ons before the one being written): CTRL's repetition
-penalty (Keskar et al. 2019) on repeated notes alone, since the models repeat a note about
-twice as often as pianists do (README, "repetition").
+hard rules, ``repeat_penalty`` r weighs down repeated notes, which the models play two to
+four times as often as pianists do (README, "repetition"): the probability of striking a pitch
+struck at the previous onset (the last step with note-ons before the one being written) is
+divided by r^n, n the number of onsets in a row that struck it. CTRL's repetition penalty
+(Keskar et al. 2019) on repeated notes alone, compounding so that a confident model's
+one-note loop (a pitch struck 18 times in a row at r = 12 without compounding) ends.
 
 Encoding and decoding are vectorised numpy (no Python loop over events): see the benchmark
 in bench/bench_encodings.py against MidiTok's MIDILike.
@@ -226,8 +228,8 @@ class PerformanceEncoding(Encoding):
 class PerformanceRules:
     """The events `PerformanceEncoding.encode` can write after ``ids`` (see the module
     docstring): `allowed` is a bool mask over the vocabulary (v,), `weights` the factors the
-    sampler multiplies the probabilities by (0 where not allowed, 1 / ``repeat_penalty`` on a
-    note-on of a pitch struck at the previous onset), `observe` takes the next event. Every sequence the
+    sampler multiplies the probabilities by (0 where not allowed, 1 / ``repeat_penalty`` ^ n on a
+    note-on of a pitch struck at the n previous onsets), `observe` takes the next event. Every sequence the
     encoder writes passes (tested on MAESTRO); a model that loses track of which keys are down
     may still put probability on the rest, and a sampler that draws it gets a key struck again
     10 ms after it went down.
@@ -239,8 +241,8 @@ class PerformanceRules:
             raise EncodingError(f"repeat penalty must be a finite number >= 1 (1: none); got {repeat_penalty!r}")
         self.repeat_penalty = float(repeat_penalty)
         self.onset_step = -1  # the last step with note-ons
-        self.at_onset: list[int] = []  # the pitches struck on it
-        self.before: list[int] = []  # and on the one with note-ons before it
+        self.at_onset: dict[int, int] = {}  # the pitches struck on it -> onsets in a row that struck them
+        self.before: dict[int, int] = {}  # the same for the onset before it
         self._shift0, self._vel0 = encoding._shift0, encoding._vel0
         self._size = len(encoding.vocab)
         self.step = 0
@@ -265,12 +267,14 @@ class PerformanceRules:
         return mask
 
     def weights(self) -> np.ndarray:
-        """Float (v,): `allowed` as 0 / 1, with 1 / ``repeat_penalty`` on striking again a pitch
-        of the previous onset (a note-on now joins the chord of this step, or starts a new one)."""
+        """Float (v,): `allowed` as 0 / 1, with 1 / ``repeat_penalty`` ^ n on striking again a pitch
+        the n previous onsets struck (a note-on now joins the chord of this step, or starts a new
+        one)."""
         w = self.allowed().astype(np.float64)
         if self.repeat_penalty != 1:
             previous = self.before if self.step == self.onset_step else self.at_onset
-            w[[ON + p for p in previous]] /= self.repeat_penalty
+            for pitch, n in previous.items():
+                w[ON + pitch] /= self.repeat_penalty ** min(n, 64)
         return w
 
     def observe(self, token: int) -> None:
@@ -289,6 +293,6 @@ class PerformanceRules:
             pitch = token - ON
             self.sounding[pitch] = self.step
             if self.step != self.onset_step:
-                self.onset_step, self.before, self.at_onset = self.step, self.at_onset, []
-            self.at_onset.append(pitch)
+                self.onset_step, self.before, self.at_onset = self.step, self.at_onset, {}
+            self.at_onset[pitch] = self.before.get(pitch, 0) + 1
             self._base[ON + pitch] = False

@@ -48,7 +48,7 @@ from torch import nn
 
 
 def rotate(x: torch.Tensor, positions: torch.Tensor, base: float) -> torch.Tensor:
-    """Rotary embedding of x (b, h, t, k) at integer positions (t,) or (b, t): pairs
+    """Rotary embedding of x (..., b, h, t, k) at integer positions (t,) or (b, t): pairs
     (x_i, x_{i+k/2}) are rotated by position * base^(-2i/k)."""
     half = x.shape[-1] // 2
     cos, sin = _angles(positions, base, half, x.dtype)  # (t, k) or (b, t, k)
@@ -284,19 +284,25 @@ class Attention(nn.Module):
         if positions is None:
             positions = torch.arange(past, past + t, device=x.device)
         q_pos = _as_batch(positions, b)
+        q_rotated = not self.rotary
         if keys is not None:
             if cache is not None:
                 raise ValueError("precomputed keys are not appended to a cache")
             q = self.queries(x)
             k, v, k_pos = keys
+        elif context is None and context_positions is None:  # self-attention: q and k rotated at once
+            qkv = self.qkv(x).view(b, t, 3, self.heads, -1).permute(2, 0, 3, 1, 4)  # (3, b, h, t, k)
+            qk, v = qkv[:2], qkv[2]
+            q, k = (qk if q_rotated else rotate(qk, positions, self.rope_base)).unbind(0)
+            k_pos, q_rotated = q_pos, True
         else:
             q, k, v = self.project(x, context)
             if context_positions is None:
-                context_positions = positions if context is None else torch.arange(k.shape[2], device=x.device)
+                context_positions = torch.arange(k.shape[2], device=x.device)
             k_pos = _as_batch(context_positions, b)
             if self.rotary:
                 k = rotate(k, context_positions, self.rope_base)
-        if self.rotary:
+        if not q_rotated:
             q = rotate(q, positions, self.rope_base)
         if cache is not None:
             if key_padding is not None and cache.window is not None:
