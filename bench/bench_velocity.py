@@ -48,6 +48,7 @@ ROOT = Path(os.environ.get("NOTELM_SHARED", HERE.parent.parent / "shared")) / "d
 RESULTS = HERE / "results"
 ROWS = RESULTS / "velocity-rows"
 DATA_ROWS = RESULTS / "velocity-data"  # the reference row on fewer training performances
+LONG_ROWS = RESULTS / "velocity-long"  # ablation rows run longer than the others, with their curves
 
 WINDOW, STEP, EVAL_STRIDE, BATCH = 128, 42, 64, 16
 ABLATION_STEPS = 1500
@@ -114,7 +115,8 @@ def noam(step: int, *, dim: int, warmup: int, factor: float = 1.0) -> float:
     return factor * dim**-0.5 * min(step**-0.5, step * warmup**-1.5)
 
 
-def train_ours(net, wins, order, *, schedule: str, smoothing: float, warmup: int, log=print) -> dict[str, Any]:
+def train_ours(net, wins, order, *, schedule: str, smoothing: float, warmup: int, log=print,
+               after=None) -> dict[str, Any]:
     """``len(order)`` optimiser steps of ours, as peers.t5.train_steps does T5's."""
     opt = torch.optim.Adam(net.parameters(), lr=1.0, betas=(0.9, 0.98), eps=1e-9)
     rate = (lambda s: SEED_LR) if schedule == "constant" else (lambda s: noam(s, dim=net.config.dim, warmup=warmup))
@@ -129,13 +131,16 @@ def train_ours(net, wins, order, *, schedule: str, smoothing: float, warmup: int
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if after is not None:
+            after(step)
+            net.train()
         losses.append(float(loss.detach()))
         if step % 100 == 0:
             log(f"step {step} loss {np.mean(losses[-100:]):.4f} lr {rate(step):.2e} {time.perf_counter() - t0:.0f}s")
     return {"losses": losses, "seconds": time.perf_counter() - t0}
 
 
-def train_t5(model, wins, order, *, setting: str, warmup: int, log=print) -> dict[str, Any]:
+def train_t5(model, wins, order, *, setting: str, warmup: int, log=print, after=None) -> dict[str, Any]:
     from peers import t5
 
     def batches():
@@ -144,7 +149,7 @@ def train_t5(model, wins, order, *, setting: str, warmup: int, log=print) -> dic
             yield torch.from_numpy(np.stack([r[0] for r in rows])), torch.from_numpy(np.stack([r[1] for r in rows]))
 
     overrides = {} if setting == "seed" else {"warmup": warmup}
-    out = t5.train_steps(model, batches(), len(order), setting=setting, **overrides)
+    out = t5.train_steps(model, batches(), len(order), setting=setting, after=after, **overrides)
     for k in range(100, len(order) + 1, 100):
         log(f"step {k} loss {np.mean(out['losses'][k - 100: k]):.4f}")
     return out
@@ -213,9 +218,11 @@ def evaluate_t5(model, sources, targets) -> dict[str, float]:
 
 def ablation_row(name: str, *, steps: int, limit: int | None = None, widths: dict | None = None,
                  t5_widths: dict | None = None, warmup: int = ABLATION_WARMUP, pieces_every: int = 1,
-                 log=print) -> dict[str, Any]:
+                 eval_every: int = 0, on_curve=None, log=print) -> dict[str, Any]:
     """Train and evaluate one ablation row (velocity-bins variant, 3/3/3 bins). pieces_every:
-    train on every k-th training performance only (the data-size evidence)."""
+    train on every k-th training performance only (the data-size evidence). eval_every: also
+    evaluate every so many steps, handing the curve so far to ``on_curve`` (a long run's
+    learning curve, saved as it goes)."""
     from notelm.models.seq2seq import Seq2Seq, VelocityConfig
 
     family, setting, smoothing, shared = ABLATION[name]
@@ -224,18 +231,36 @@ def ablation_row(name: str, *, steps: int, limit: int | None = None, widths: dic
     wins = training_windows(train_s, train_t)
     order = batch_order(len(wins), steps)
     torch.manual_seed(0)
+    curve: list[dict[str, Any]] = []
+    t0, evaluating = [0.0], [0.0]  # when training began; seconds spent on the curve's evaluations
+
+    def after(step: int) -> None:
+        if eval_every and step % eval_every == 0 and step < steps:
+            e0 = time.perf_counter()
+            trained_for = e0 - t0[0] - evaluating[0]
+            with torch.random.fork_rng():  # evaluating draws nothing from the training's dropout stream
+                point = evaluate(model, valid_s, valid_t)
+            evaluating[0] += time.perf_counter() - e0
+            curve.append({"steps": step, "train_seconds": round(trained_for, 1), **{k: point[k] for k in FIG}})
+            log(f"step {step}: {json.dumps(curve[-1])}")
+            if on_curve is not None:
+                on_curve(curve)
+
     if family == "t5":
         from peers import t5
 
         model = t5.build(len(enc.vocab), seed=0, **(t5_widths or T5_WIDTHS))
-        trained = train_t5(model, wins, order, setting=setting, warmup=warmup, log=log)
-        figures = evaluate_t5(model, valid_s, valid_t)
+        evaluate, t0[0] = evaluate_t5, time.perf_counter()
+        trained = train_t5(model, wins, order, setting=setting, warmup=warmup, log=log, after=after)
     else:
         cfg = VelocityConfig(vocab_size=len(enc.vocab), shared_vocab=shared, **(widths or ABLATION_WIDTHS))
         model = Seq2Seq(cfg)
+        evaluate, t0[0] = evaluate_ours, time.perf_counter()
         trained = train_ours(model, wins, order, schedule="constant" if setting == "constant" else "noam",
-                             smoothing=smoothing, warmup=warmup, log=log)
-        figures = evaluate_ours(model, valid_s, valid_t)
+                             smoothing=smoothing, warmup=warmup, log=log, after=after)
+    trained["seconds"] -= evaluating[0]
+    figures = evaluate(model, valid_s, valid_t)
+    curve.append({"steps": steps, "train_seconds": round(trained["seconds"], 1), **{k: figures[k] for k in FIG}})
     return {"model": name, "variant": "velocity-bins", "split": "valid",
             **{k: figures[k] for k in ("mae_teacher_forced", "mae_greedy", "mae_expected", "pearson", "std_ratio")},
             "steps": steps, "train_seconds": round(trained["seconds"], 1),
@@ -244,6 +269,7 @@ def ablation_row(name: str, *, steps: int, limit: int | None = None, widths: dic
                        "warmup": warmup, "parameters": sum(p.numel() for p in model.parameters()),
                        "training_pieces": len(train_s), "epochs": round(steps * BATCH / len(wins), 2),
                        "windows": len(wins), "notes": figures["notes"], "pieces": figures["pieces"],
+                       **({"learning_curve": curve} if eval_every else {}),
                        "loss_curve": [round(float(np.mean(trained["losses"][k: k + 100])), 4)
                                       for k in range(0, len(trained["losses"]), 100)]}}
 
@@ -311,6 +337,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--row", choices=sorted(ABLATION), help="train and evaluate one ablation row")
     parser.add_argument("--steps", type=int, default=ABLATION_STEPS)
+    parser.add_argument("--eval-every", type=int, default=0,
+                        help="also evaluate every so many steps (a long run's curve; saved as it goes)")
     parser.add_argument("--pieces-every", type=int, default=1,
                         help="train on every k-th training performance (data-size rows, in velocity-data/)")
     parser.add_argument("--table", action="store_true", help="assemble bench/results/velocity.json")
@@ -326,7 +354,19 @@ def main() -> None:
             row = ablation_row(name, steps=3, limit=2, widths=tiny, t5_widths=tiny_t5, warmup=2, log=lambda *_: None)
             print(json.dumps({k: v for k, v in row.items() if k != "detail"}))
         return
-    if args.row:
+    if args.row and args.steps != ABLATION_STEPS:  # a long run: its own file, the curve saved as it goes
+        name = f"{args.row}-steps{args.steps}"
+        path = LONG_ROWS / f"{name}.json"
+
+        def on_curve(curve):
+            write_json(path, {"model": name, "partial": True, "steps": args.steps, "learning_curve": curve})
+
+        row = ablation_row(args.row, steps=args.steps, eval_every=args.eval_every, on_curve=on_curve,
+                           log=lambda m: print(m, flush=True))
+        row["model"] = name
+        write_json(path, row)
+        print(json.dumps({k: v for k, v in row.items() if k != "detail"}, indent=2))
+    elif args.row:
         row = ablation_row(args.row, steps=args.steps, pieces_every=args.pieces_every, log=lambda m: print(m, flush=True))
         if args.pieces_every > 1:
             row["model"] = f"{args.row}-pieces-1in{args.pieces_every}"
@@ -340,12 +380,13 @@ def main() -> None:
         trained, curve = runs_rows()
         ablation = [json.loads(p.read_text()) for p in sorted(ROWS.glob("*.json"))]
         data = [json.loads(p.read_text()) for p in sorted(DATA_ROWS.glob("*.json"))]
+        long_runs = [json.loads(p.read_text()) for p in sorted(LONG_ROWS.glob("*.json"))]
         details = {r["model"]: r.pop("detail") for r in ablation + data}
         result = {"rows": trained + ablation + baseline_rows(), "command": " ".join(["python", *sys.argv]),
                   "learning_curve": curve, "data_size": [{k: r[k] for k in ("model", *FIG, "steps")}
                                                          | {"training_pieces": details[r["model"]]["training_pieces"],
                                                             "epochs": details[r["model"]]["epochs"]} for r in data],
-                  "details": details, "machine": machine()}
+                  "long_runs": long_runs, "details": details, "machine": machine()}
         write_json(RESULTS / "velocity.json", result)
         print(markdown(result))
     if args.markdown:

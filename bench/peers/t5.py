@@ -114,9 +114,10 @@ def noam(step: int, *, d_model: int, warmup: int, factor: float = 1.0) -> float:
 
 
 def train_steps(model: T5ForConditionalGeneration, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], steps: int,
-                *, setting: str = "seed", **overrides: Any) -> dict[str, Any]:
+                *, setting: str = "seed", after: Any = None, **overrides: Any) -> dict[str, Any]:
     """``steps`` optimiser steps in one of `SETTINGS` (``overrides`` replace its keys, e.g.
-    ``warmup=400``). Returns per-step ``losses`` (the objective), ``nll`` (plain cross-entropy,
+    ``warmup=400``); ``after(step)`` is called after each (an evaluation on the way; it leaves
+    the model in training mode). Returns per-step ``losses`` (the objective), ``nll`` (plain cross-entropy,
     nats per label, eos included), ``lrs``, and ``seconds``, ``notes_per_s``, with their CPU-time
     versions ``cpu_seconds``, ``notes_per_cpu_s`` (steadier on a shared CPU)."""
     if setting not in SETTINGS:
@@ -145,6 +146,9 @@ def train_steps(model: T5ForConditionalGeneration, batches: Iterable[tuple[torch
         if s["clip"]:
             torch.nn.utils.clip_grad_norm_(model.parameters(), s["clip"])
         opt.step()
+        if after is not None:
+            after(step)
+            model.train()
         notes += int(labels.shape[0] * (labels.shape[1] - 1))
         out["losses"].append(float(loss.detach()))
         out["nll"].append(float(F.cross_entropy(flat.detach(), target)))
