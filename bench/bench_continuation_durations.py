@@ -22,8 +22,10 @@ import torch
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
-SETTINGS = {"no rules, T=1": {"rules": False, "temperature": 1.0}, "rules, T=1": {"rules": True, "temperature": 1.0},
-            "rules, T=1.1 (default)": {"rules": True, "temperature": 1.1}}
+SETTINGS = {"no rules, T=1": {"rules": False, "temperature": 1.0, "repeat_penalty": 1.0},
+            "rules, T=1": {"rules": True, "temperature": 1.0, "repeat_penalty": 1.0},
+            "rules, T=1.1": {"rules": True, "temperature": 1.1, "repeat_penalty": 1.0},
+            "rules, T=1, repeat penalty 32 (default)": {"rules": True, "temperature": 1.0, "repeat_penalty": 32.0}}
 
 
 def durations(pieces, seconds: float, cap: float) -> dict[str, float]:

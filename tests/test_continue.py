@@ -229,7 +229,7 @@ def test_continue_writes_the_primer_then_the_continuation(runs, tmp_path):
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["primer_seconds"] == 10.0 and report["primer_notes"] > 0 and report["tokens"] > 0
-    assert report["rules"] is True and report["temperature"] == 1.1  # the defaults chosen from the repetition table
+    assert (report["rules"], report["temperature"], report["repeat_penalty"]) == (True, 1.0, 32.0)  # from the repetition table
     assert (tmp_path / "c.mid").is_file() and (tmp_path / "c.png").is_file()
     notes = mido_notes(tmp_path / "c.mid")
     assert len(notes) == report["primer_notes"] + report["notes"]
