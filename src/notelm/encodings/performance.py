@@ -228,11 +228,11 @@ class PerformanceEncoding(Encoding):
 class PerformanceRules:
     """The events `PerformanceEncoding.encode` can write after ``ids`` (see the module
     docstring): `allowed` is a bool mask over the vocabulary (v,), `weights` the factors the
-    sampler multiplies the probabilities by (0 where not allowed, 1 / ``repeat_penalty`` ^ n on a
-    note-on of a pitch struck at the n previous onsets), `observe` takes the next event. Every sequence the
-    encoder writes passes (tested on MAESTRO); a model that loses track of which keys are down
-    may still put probability on the rest, and a sampler that draws it gets a key struck again
-    10 ms after it went down.
+    sampler multiplies the probabilities by (0 where not allowed, 1 / ``repeat_penalty`` ^ n on
+    a note-on of a pitch struck at the n previous onsets), `observe` takes the next event.
+    Every sequence the encoder writes passes (tested on MAESTRO); a model that loses track of
+    which keys are down may still put probability on the rest, and a sampler that draws it gets
+    a key struck again 10 ms after it went down.
     """
 
     def __init__(self, encoding: PerformanceEncoding, ids: Sequence[int] = (), *, repeat_penalty: float = 1.0) -> None:
