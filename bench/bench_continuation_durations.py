@@ -22,10 +22,13 @@ import torch
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
+from notelm.continuation import REPEAT_PENALTY, RULES, TEMPERATURE  # noqa: E402
+
 SETTINGS = {"no rules, T=1": {"rules": False, "temperature": 1.0, "repeat_penalty": 1.0},
             "rules, T=1": {"rules": True, "temperature": 1.0, "repeat_penalty": 1.0},
             "rules, T=1.1": {"rules": True, "temperature": 1.1, "repeat_penalty": 1.0},
-            "rules, T=1, repeat penalty 32 (default)": {"rules": True, "temperature": 1.0, "repeat_penalty": 32.0}}
+            f"rules, T={TEMPERATURE:g}, repeat penalty {REPEAT_PENALTY:g} (default)":
+                {"rules": RULES, "temperature": TEMPERATURE, "repeat_penalty": REPEAT_PENALTY}}
 
 
 def durations(pieces, seconds: float, cap: float) -> dict[str, float]:
@@ -37,7 +40,7 @@ def durations(pieces, seconds: float, cap: float) -> dict[str, float]:
 
 
 def main() -> None:
-    from bench_perceiver_ar import test_pieces
+    from bench_perceiver_ar import split_pieces
     from notelm.benchmarks import machine
     from notelm.continuation import continue_primer, primer_stretch
     from notelm.runs import open_run
@@ -48,7 +51,7 @@ def main() -> None:
     parser.add_argument("--primers", type=int, default=8)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    pieces = test_pieces(args.root)[::2][: args.primers]
+    pieces = split_pieces(args.root)[::2][: args.primers]
     r = open_run(args.run)
     encoding, model = r.encoding(), r.model(dtype=torch.float32)
     cap = encoding.UNENDED_SECONDS

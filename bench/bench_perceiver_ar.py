@@ -63,7 +63,7 @@ def runs(pairs: list[str]) -> dict[str, str]:
     return dict(p.split("=", 1) for p in pairs)
 
 
-def test_pieces(root: str, split: str = "test"):
+def split_pieces(root: str, split: str = "test"):
     from notelm.corpora import load_corpus
 
     return sorted(load_corpus("maestro", root).split(split), key=lambda p: p.meta.id)
@@ -77,7 +77,7 @@ def nll(args) -> None:
     from notelm.training.data import encode_pieces
 
     torch.set_num_threads(1)
-    pieces = test_pieces(args.root)
+    pieces = split_pieces(args.root)
     rows = []
     for name, path in runs(args.run).items():
         r = open_run(path)
@@ -126,7 +126,7 @@ def repetition(args) -> None:
 
     torch.set_num_threads(1)
     section = "repetition" if args.split == "test" else f"repetition-{args.split}"
-    pieces = test_pieces(args.root, args.split)[:: 2][: args.primers]
+    pieces = split_pieces(args.root, args.split)[:: 2][: args.primers]
     table = json.loads(RESULTS.read_text()).get(section, {}).get("table", {}) if RESULTS.is_file() and args.keep else {}
     table.pop("real", None)  # computed again below, with the relative errors of every row
     encoding = None

@@ -133,7 +133,6 @@ def train_ours(net, wins, order, *, schedule: str, smoothing: float, warmup: int
         opt.step()
         if after is not None:
             after(step)
-            net.train()
         losses.append(float(loss.detach()))
         if step % 100 == 0:
             log(f"step {step} loss {np.mean(losses[-100:]):.4f} lr {rate(step):.2e} {time.perf_counter() - t0:.0f}s")
@@ -231,6 +230,7 @@ def ablation_row(name: str, *, steps: int, limit: int | None = None, widths: dic
     wins = training_windows(train_s, train_t)
     order = batch_order(len(wins), steps)
     torch.manual_seed(0)
+    evaluate = evaluate_t5 if family == "t5" else evaluate_ours
     curve: list[dict[str, Any]] = []
     t0, evaluating = [0.0], [0.0]  # when training began; seconds spent on the curve's evaluations
 
@@ -240,6 +240,7 @@ def ablation_row(name: str, *, steps: int, limit: int | None = None, widths: dic
             trained_for = e0 - t0[0] - evaluating[0]
             with torch.random.fork_rng():  # evaluating draws nothing from the training's dropout stream
                 point = evaluate(model, valid_s, valid_t)
+            model.train()
             evaluating[0] += time.perf_counter() - e0
             curve.append({"steps": step, "train_seconds": round(trained_for, 1), **{k: point[k] for k in FIG}})
             log(f"step {step}: {json.dumps(curve[-1])}")
@@ -250,12 +251,12 @@ def ablation_row(name: str, *, steps: int, limit: int | None = None, widths: dic
         from peers import t5
 
         model = t5.build(len(enc.vocab), seed=0, **(t5_widths or T5_WIDTHS))
-        evaluate, t0[0] = evaluate_t5, time.perf_counter()
+        t0[0] = time.perf_counter()
         trained = train_t5(model, wins, order, setting=setting, warmup=warmup, log=log, after=after)
     else:
         cfg = VelocityConfig(vocab_size=len(enc.vocab), shared_vocab=shared, **(widths or ABLATION_WIDTHS))
         model = Seq2Seq(cfg)
-        evaluate, t0[0] = evaluate_ours, time.perf_counter()
+        t0[0] = time.perf_counter()
         trained = train_ours(model, wins, order, schedule="constant" if setting == "constant" else "noam",
                              smoothing=smoothing, warmup=warmup, log=log, after=after)
     trained["seconds"] -= evaluating[0]

@@ -116,8 +116,8 @@ def noam(step: int, *, d_model: int, warmup: int, factor: float = 1.0) -> float:
 def train_steps(model: T5ForConditionalGeneration, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], steps: int,
                 *, setting: str = "seed", after: Any = None, **overrides: Any) -> dict[str, Any]:
     """``steps`` optimiser steps in one of `SETTINGS` (``overrides`` replace its keys, e.g.
-    ``warmup=400``); ``after(step)`` is called after each (an evaluation on the way; it leaves
-    the model in training mode). Returns per-step ``losses`` (the objective), ``nll`` (plain cross-entropy,
+    ``warmup=400``); ``after(step)`` is called after each (an evaluation on the way, which puts
+    the model back in training mode). Returns per-step ``losses`` (the objective), ``nll`` (plain cross-entropy,
     nats per label, eos included), ``lrs``, and ``seconds``, ``notes_per_s``, with their CPU-time
     versions ``cpu_seconds``, ``notes_per_cpu_s`` (steadier on a shared CPU)."""
     if setting not in SETTINGS:
@@ -148,7 +148,6 @@ def train_steps(model: T5ForConditionalGeneration, batches: Iterable[tuple[torch
         opt.step()
         if after is not None:
             after(step)
-            model.train()
         notes += int(labels.shape[0] * (labels.shape[1] - 1))
         out["losses"].append(float(loss.detach()))
         out["nll"].append(float(F.cross_entropy(flat.detach(), target)))

@@ -746,7 +746,7 @@ def continue_(
     settings = {"temperature": c.TEMPERATURE if temperature is None else temperature,
                 "top_p": c.TOP_P if top_p is None else top_p, "top_k": c.TOP_K if top_k is None else top_k,
                 "rules": rules,
-                "repeat_penalty": (c.REPEAT_PENALTY if rules else 1.0) if repeat_penalty is None else repeat_penalty}
+                "repeat_penalty": c.sampling_penalty(rules, repeat_penalty)}
     seconds = 30.0 if seconds is None and tokens is None else seconds
     with rate_bar("continuing", total=seconds if seconds is not None else tokens, unit="s" if tokens is None else "tokens") as bar:
         result = c.continue_file(primer, model, primer_seconds=primer_seconds, start=start, end=end, seconds=seconds,

@@ -53,6 +53,16 @@ class ContinueError(NotelmError, ValueError):
     """A primer or a run that cannot be continued (empty, too short, another encoding)."""
 
 
+def sampling_penalty(rules: bool, repeat_penalty: float | None) -> float:
+    """The repeat penalty a continuation samples with: ``REPEAT_PENALTY`` with the rules when none
+    is given, 1 without them (the penalty works through the rules)."""
+    if repeat_penalty is None:
+        return REPEAT_PENALTY if rules else 1.0
+    if repeat_penalty != 1 and not rules:
+        raise ContinueError("--repeat-penalty works through the encoding's rules; drop --no-rules")
+    return repeat_penalty
+
+
 @dataclass(frozen=True)
 class Continuation:
     """``piece``: the primer then the continuation (seconds from the primer's start);
@@ -160,10 +170,7 @@ def continue_primer(model: SequenceModel, encoding: Any, primer: Piece, primer_s
     if seconds is not None and not (isinstance(seconds, int | float) and seconds > 0):
         raise ContinueError(f"--seconds must be > 0; got {seconds!r}")
     check_settings(length=tokens, temperature=temperature, top_k=top_k, top_p=top_p)
-    if repeat_penalty is None:
-        repeat_penalty = REPEAT_PENALTY if rules else 1.0
-    elif repeat_penalty != 1 and not rules:
-        raise ContinueError("--repeat-penalty works through the encoding's rules; drop --no-rules")
+    repeat_penalty = sampling_penalty(rules, repeat_penalty)
     sps = encoding.config.steps_per_second
     prime = primer_ids(encoding, primer, primer_seconds)
     sampling_rules = encoding.rules(prime, repeat_penalty=repeat_penalty) if rules else None
