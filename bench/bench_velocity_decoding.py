@@ -22,22 +22,11 @@ import torch
 from notelm.benchmarks import machine
 from notelm.corpora import load_corpus
 from notelm.runs import open_run
-from notelm.velocity import N_SPECIAL, pairs, run_baselines, velocity_figures
+from notelm.velocity import N_SPECIAL, pairs, run_baselines, teacher_forced, velocity_figures
 
 HERE = Path(__file__).parent
 ROOT = Path(os.environ.get("NOTELM_SHARED", HERE.parent.parent / "shared")) / "data" / "maestro-mini"
 KEYS = ("mae_greedy", "pearson", "std_ratio")
-
-
-def decodings(model, sources, targets) -> dict[str, list[np.ndarray]]:
-    values = torch.arange(128, dtype=torch.float64)
-    out: dict[str, list[np.ndarray]] = {"argmax": [], "expected": [], "median": []}
-    for z in model.logits(sources, targets, batch_size=64):
-        p = torch.softmax(z[:, N_SPECIAL: N_SPECIAL + 128].double(), -1)
-        out["argmax"].append(p.argmax(-1).numpy())
-        out["expected"].append((p * values).sum(-1).numpy())
-        out["median"].append((p.cumsum(-1) < 0.5).sum(-1).numpy())  # the first velocity reaching half
-    return out
 
 
 def main() -> None:
@@ -49,7 +38,7 @@ def main() -> None:
         sources, targets, _ = pairs(encoding, load_corpus("maestro", ROOT).split(split))
         true = [np.asarray(t) - N_SPECIAL for t in targets]
         rows = {}
-        for name, pred in decodings(model, sources, targets).items():
+        for name, pred in teacher_forced(model, sources, targets).items():
             f = velocity_figures(true, argmax=pred, expected=pred, greedy=pred)
             rows[f"velocity-{name}"] = {k: round(f[k], 3) for k in KEYS}
         f = base.figures("pitch-mean", encoding, sources, targets)

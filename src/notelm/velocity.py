@@ -64,19 +64,28 @@ def velocity_figures(true: Sequence[np.ndarray], *, argmax: Sequence[np.ndarray]
 # ---- a model's predictions ---------------------------------------------------------------------------
 
 
-def model_predictions(model: Any, sources: Sequence[np.ndarray], targets: Sequence[np.ndarray], *,
-                      batch_size: int = 64, progress: Any = None) -> dict[str, list[np.ndarray]]:
-    """Per piece: true velocities, teacher-forced ``argmax`` and ``expected`` velocities, and
-    ``greedy`` ones, from a `VelocityModel` (its batched teacher-forced and greedy paths)."""
+def teacher_forced(model: Any, sources: Sequence[np.ndarray], targets: Sequence[np.ndarray], *,
+                   batch_size: int = 64, progress: Any = None) -> dict[str, list[np.ndarray]]:
+    """Per piece: the ``argmax``, ``expected`` and ``median`` velocity of each teacher-forced
+    distribution of a `VelocityModel` (softmax over the 128 velocities only)."""
     import torch
 
-    out: dict[str, list[np.ndarray]] = {"true": [np.asarray(t) - N_SPECIAL for t in targets],
-                                        "argmax": [], "expected": [], "greedy": []}
+    out: dict[str, list[np.ndarray]] = {"argmax": [], "expected": [], "median": []}
     values = torch.arange(128, dtype=torch.float64)
     for z in model.logits(sources, targets, batch_size=batch_size, progress=progress):
-        p = torch.softmax(z[:, N_SPECIAL: N_SPECIAL + 128].double(), -1)  # over the velocities only
+        p = torch.softmax(z[:, N_SPECIAL: N_SPECIAL + 128].double(), -1)
         out["argmax"].append(p.argmax(-1).numpy())
         out["expected"].append((p * values).sum(-1).numpy())
+        out["median"].append((p.cumsum(-1) < 0.5).sum(-1).numpy())  # the first velocity reaching half
+    return out
+
+
+def model_predictions(model: Any, sources: Sequence[np.ndarray], targets: Sequence[np.ndarray], *,
+                      batch_size: int = 64, progress: Any = None) -> dict[str, list[np.ndarray]]:
+    """Per piece: true velocities, the `teacher_forced` readings and ``greedy`` velocities, from
+    a `VelocityModel` (its batched teacher-forced and greedy paths)."""
+    out = {"true": [np.asarray(t) - N_SPECIAL for t in targets],
+           **teacher_forced(model, sources, targets, batch_size=batch_size, progress=progress), "greedy": []}
     for z in model.logits(sources, None, batch_size=batch_size, progress=progress):
         out["greedy"].append(z[:, N_SPECIAL: N_SPECIAL + 128].argmax(-1).numpy())
     return out
