@@ -75,7 +75,7 @@ from notelm.config import (
     require_rotary_heads,
 )
 from notelm.errors import NotelmError
-from notelm.models.layers import Attention, KVCache, Memory
+from notelm.models.layers import Attention, KVCache, Memory, rotary_angles
 from notelm.models.transformer import Transformer
 
 COMPRESSIONS = ("conv", "max", "mean", "dilated")
@@ -414,16 +414,23 @@ class CompressiveTransformer(Transformer):
         if padded:  # empty slots are key padding, which a cache's older keys cannot be
             cache, k, v, p = cache.append(*attn.keys(a, pos))
             y, _ = attn(a, keys=(k, v, p), positions=pos, key_padding=p < 0)
-        else:  # one new token sees every key: the cache's own unmasked step
+        else:  # the new tokens see every key before them: the cache's own causal mask
             y, cache = attn(a, positions=pos, cache=cache)
         return y, LayerState(ls.mem, ls.cmem, ls.seg, ls.seg_pos, cache, padded)
 
-    def _layer(self, i: int, ls: LayerState, x: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, LayerState]:
+    def _layer(self, i: int, ls: LayerState, x: torch.Tensor, pos: torch.Tensor,
+               angles: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, LayerState]:
+        """Layer i over x (b, t, d) at pos (b, t). ``angles`` (a generation step: one token, no
+        gradient): the step's rotary angles, and the block's own one-token path when its cache
+        holds no empty slots (`Block.step`: the same numbers without module calls)."""
         block = self.blocks[i]
+        if angles is not None and ls.cache is not None and not ls.padded:
+            x, cache, a = block.step(x, pos, ls.cache, angles)
+            return x, LayerState(ls.mem, ls.cmem, _cat(ls.seg, a), _cat(ls.seg_pos, pos), cache)
         a = block.norm1(x)
         y, ls = self._attend(i, ls, a, pos)
         x = x + y
-        x = x + block.mlp(block.norm2(x))
+        x = x + block.feed_forward(block.norm2(x))
         return x, LayerState(ls.mem, ls.cmem, _cat(ls.seg, a), _cat(ls.seg_pos, pos), ls.cache, ls.padded)
 
     def _end_segment(self, i: int, ls: LayerState) -> tuple[LayerState, torch.Tensor | None]:
@@ -459,9 +466,11 @@ class CompressiveTransformer(Transformer):
             n = min(t - done, self.config.context - state.filled)
             h = x[:, done: done + n]
             pos = state.next_pos[:, None] + torch.arange(n, device=x.device)
+            step = n == 1 and state.filled and not torch.is_grad_enabled()  # a generation step in a segment
+            angles = rotary_angles(pos, self.blocks[0].attn, x.dtype) if step else None
             layers = []
             for i, ls in enumerate(state.layers):
-                h, ls = self._layer(i, ls, h, pos)
+                h, ls = self._layer(i, ls, h, pos, angles)
                 layers.append(ls)
             state = CompressiveState(tuple(layers), state.next_pos + n)
             if state.filled == self.config.context:

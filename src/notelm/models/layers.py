@@ -19,7 +19,9 @@ stay valid in a cache however far the window moves. A causal mask is the rule
 ``key position <= query position`` (and ``> query position - window`` for a sliding window),
 which covers a chunk appended to a cache, memories before a segment and latents after a prefix
 alike. Masks go to PyTorch's ``scaled_dot_product_attention`` as booleans (True = attend);
-with no cache, no padding and default positions it gets ``is_causal`` instead.
+with no cache, no padding and default positions it gets ``is_causal`` instead. One new token
+after a cache that it sees whole (a generation step) takes `Attention.step`: no mask, no
+module calls, the rotary angles computed once for every layer of the step.
 
 Caches (per layer; a network keeps one per layer in its state):
 
@@ -47,18 +49,27 @@ from torch import nn
 # ---- rotary positions ---------------------------------------------------------------------
 
 
-def rotate(x: torch.Tensor, positions: torch.Tensor, base: float) -> torch.Tensor:
+def rotate(x: torch.Tensor, positions: torch.Tensor, base: float,
+           angles: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Rotary embedding of x (..., b, h, t, k) at integer positions (t,) or (b, t): pairs
-    (x_i, x_{i+k/2}) are rotated by position * base^(-2i/k)."""
+    (x_i, x_{i+k/2}) are rotated by position * base^(-2i/k). ``angles``: `rotary_angles` of
+    these positions, when several rotations share them (every layer of a generation step)."""
     half = x.shape[-1] // 2
-    cos, sin = _angles(positions, base, half, x.dtype)  # (t, k) or (b, t, k)
+    cos, sin = angles if angles is not None else _angles(positions, base, half, x.dtype)  # (t, k) or (b, t, k)
     if cos.dim() == 3:
         cos, sin = cos[:, None], sin[:, None]  # (b, 1, t, k): the same for every head
-    # [x1 cos - x2 sin, x1 sin + x2 cos] with the signs in the table: four operations
-    return x * cos + torch.cat([x[..., half:], x[..., :half]], dim=-1) * sin
+    # [x1 cos - x2 sin, x1 sin + x2 cos] with the signs in the table: four operations (the roll
+    # swaps the halves)
+    return x * cos + x.roll(half, dims=-1) * sin
 
 
 _ANGLES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # (base, half, dtype) -> CPU cos, sin tables
+
+
+def rotary_angles(positions: torch.Tensor, attn: Attention, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The angles `rotate` turns ``attn``'s heads by at ``positions``, to compute once for
+    several rotations (``Attention.step``'s ``angles``)."""
+    return _angles(positions, attn.rope_base, attn.qkv.weight.shape[1] // attn.heads // 2, dtype)
 
 
 def _angles(positions: torch.Tensor, base: float, half: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -147,11 +158,13 @@ class KVCache:
         lo, hi = self.written - self.length, self.written + t
         slots = self._writable(k, lo, hi)
         a, b = self.written - slots.base, hi - slots.base
-        slots.k[:, :, a:b], slots.v[:, :, a:b], slots.pos[:, a:b] = k, v, positions
+        slots.k.narrow(2, a, t).copy_(k)  # narrow: a generation step's appends cost less than slicing
+        slots.v.narrow(2, a, t).copy_(v)
+        slots.pos.narrow(1, a, t).copy_(positions)
         slots.filled = hi
         new = KVCache(self.window, capacity=self.capacity, _slots=slots, _written=hi)
         first = lo - slots.base if t > 1 or self.window is None else hi - new.length - slots.base
-        return new, slots.k[:, :, first:b], slots.v[:, :, first:b], slots.pos[:, first:b]
+        return new, slots.k.narrow(2, first, b - first), slots.v.narrow(2, first, b - first), slots.pos.narrow(1, first, b - first)
 
     def _writable(self, like: torch.Tensor, lo: int, hi: int) -> _Slots:
         """Storage to write positions ``written .. hi - 1`` into, holding ``lo .. written - 1``:
@@ -234,7 +247,6 @@ class Attention(nn.Module):
         self.heads, self.dropout, self.rope_base, self.rotary, self.window = heads, dropout, rope_base, rotary, window
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.out = nn.Linear(dim, dim, bias=False)
-        self.resid_drop = nn.Dropout(dropout)
 
     def project(self, x: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
         """Queries from x (b, t, d), keys and values from context (b, s, d) (default x):
@@ -283,6 +295,9 @@ class Attention(nn.Module):
         past = cache.written if cache is not None else 0
         if positions is None:
             positions = torch.arange(past, past + t, device=x.device)
+        if (t == 1 and causal and cache is not None and context is None and keys is None and context_positions is None
+                and key_padding is None and self.sees_all(cache)):
+            return self.step(x, positions, cache)
         q_pos = _as_batch(positions, b)
         q_rotated = not self.rotary
         if keys is not None:
@@ -318,10 +333,34 @@ class Attention(nn.Module):
         if plain and causal and window is None and t > 1:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
         else:
-            # one new query after its cached past sees every key: no mask needed
+            # one new query after its cached past sees every key (a cross-attention's too): no mask needed
             everything_before = causal and t == 1 and key_padding is None and cache is not None and (
                 window is None or window == cache.window)
             mask = None if everything_before else attention_mask(q_pos, k_pos, causal=causal, window=window,
                                                                  key_padding=key_padding)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
-        return self.resid_drop(self.out(y.transpose(1, 2).reshape(b, t, -1))), cache
+        return self._output(y), cache
+
+    def sees_all(self, cache: KVCache) -> bool:
+        """Whether one new query after ``cache`` may attend to every key the cache gives back
+        (this attention's window, if any, reaches at least as far as the cache's)."""
+        return self.window is None or (cache.window is not None and self.window >= cache.window)
+
+    def step(self, x: torch.Tensor, positions: torch.Tensor, cache: KVCache,
+             angles: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, KVCache]:
+        """Causal self-attention of one new token per row, x (b, 1, d) at positions (1,) or
+        (b, 1), over itself and every key in ``cache`` (`sees_all`): no mask to build. The path
+        of a generation step (`forward` takes it too); ``angles``: `rotary_angles(positions)`,
+        which every layer of a step shares. Returns (b, 1, d) and the extended cache."""
+        b, _, d = x.shape
+        qkv = F.linear(x, self.qkv.weight).view(b, 3, self.heads, 1, d // self.heads).transpose(0, 1)  # (3, b, h, 1, k)
+        qk, v = qkv[:2], qkv[2]
+        q, k = (rotate(qk, positions, self.rope_base, angles) if self.rotary else qk).unbind(0)
+        cache, k, v, _ = cache.append(k, v, _as_batch(positions, b))
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        return self._output(y), cache
+
+    def _output(self, y: torch.Tensor) -> torch.Tensor:
+        """Heads (b, h, t, k) -> the output projection (b, t, d), residual dropout applied."""
+        b, _, t, _ = y.shape
+        return F.dropout(F.linear(y.transpose(1, 2).reshape(b, t, -1), self.out.weight), self.dropout, self.training)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from notelm.config import (
@@ -36,7 +37,7 @@ from notelm.config import (
     require_rotary_heads,
 )
 from notelm.errors import NotelmError
-from notelm.models.layers import Attention, KVCache
+from notelm.models.layers import Attention, KVCache, rotary_angles
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,29 @@ class Block(nn.Module):
                 ) -> tuple[torch.Tensor, KVCache | None]:
         y, cache = self.attn(self.norm1(x), positions=positions, cache=cache)
         x = x + y
-        return x + self.mlp(self.norm2(x)), cache
+        return x + self.feed_forward(self.norm2(x)), cache
+
+    def step(self, x: torch.Tensor, positions: torch.Tensor, cache: KVCache,
+             angles: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, KVCache, torch.Tensor]:
+        """`forward` of one token per row after every key in ``cache`` (`Attention.step`), with
+        no module calls: a generation step's path, where calls cost more than a 1-token op.
+        Returns the output, the extended cache and the attention's input (the normed x, which
+        the Compressive Transformer keeps as memory)."""
+        a = layer_norm(self.norm1, x)
+        y, cache = self.attn.step(a, positions, cache, angles)
+        x = x + y
+        return x + self.feed_forward(layer_norm(self.norm2, x)), cache, a
+
+    def feed_forward(self, h: torch.Tensor) -> torch.Tensor:
+        """The MLP ``mlp`` holds (linear, GELU, linear, dropout), applied as functions."""
+        up, gelu, down, drop = self.mlp
+        h = F.gelu(F.linear(h, up.weight, up.bias), approximate=gelu.approximate)
+        return F.dropout(F.linear(h, down.weight, down.bias), drop.p, self.training)
+
+
+def layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    """``norm(x)`` as a function call (no module call)."""
+    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
 
 
 # ---- the model -----------------------------------------------------------------------------
@@ -157,9 +180,15 @@ class Transformer(nn.Module):
         past = cache.length
         positions = torch.arange(past, past + x.shape[1], device=x.device)
         layers = []
-        for block, layer in zip(self.blocks, cache.layers):
-            x, layer = block(x, positions, layer)
-            layers.append(layer)
+        if x.shape[1] == 1 and past:  # a generation step: one rotation's angles for every layer
+            angles = rotary_angles(positions, self.blocks[0].attn, x.dtype)
+            for block, layer in zip(self.blocks, cache.layers):
+                x, layer, _ = block.step(x, positions, layer, angles)
+                layers.append(layer)
+        else:
+            for block, layer in zip(self.blocks, cache.layers):
+                x, layer = block(x, positions, layer)
+                layers.append(layer)
         return self.head(self.norm(x)), TransformerCache(tuple(layers))
 
     def forward(self, idx: torch.Tensor, state: TransformerCache | None = None
