@@ -297,7 +297,8 @@ class Attention(nn.Module):
             positions = torch.arange(past, past + t, device=x.device)
         if (t == 1 and causal and cache is not None and context is None and keys is None and context_positions is None
                 and key_padding is None and self.sees_all(cache)):
-            return self.step(x, positions, cache)
+            y, cache = self.step(x.view(b, -1), positions, cache)
+            return y.view(b, 1, -1), cache
         q_pos = _as_batch(positions, b)
         q_rotated = not self.rotary
         if keys is not None:
@@ -348,19 +349,22 @@ class Attention(nn.Module):
 
     def step(self, x: torch.Tensor, positions: torch.Tensor, cache: KVCache,
              angles: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, KVCache]:
-        """Causal self-attention of one new token per row, x (b, 1, d) at positions (1,) or
-        (b, 1), over itself and every key in ``cache`` (`sees_all`): no mask to build. The path
-        of a generation step (`forward` takes it too); ``angles``: `rotary_angles(positions)`,
-        which every layer of a step shares. Returns (b, 1, d) and the extended cache."""
-        b, _, d = x.shape
+        """Causal self-attention of one new token per row, x (b, d) at positions (1,) or (b, 1),
+        over itself and every key in ``cache`` (`sees_all`): no mask to build, and 2-D inputs
+        to the projections (fewer operations than (b, 1, d) ones). The path of a generation step
+        (`forward` takes it too); ``angles``: `rotary_angles(positions)`, which every layer of a
+        step shares. Returns (b, d) and the extended cache."""
+        b, d = x.shape
         qkv = F.linear(x, self.qkv.weight).view(b, 3, self.heads, 1, d // self.heads).transpose(0, 1)  # (3, b, h, 1, k)
         qk, v = qkv[:2], qkv[2]
         q, k = (rotate(qk, positions, self.rope_base, angles) if self.rotary else qk).unbind(0)
         cache, k, v, _ = cache.append(k, v, _as_batch(positions, b))
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
-        return self._output(y), cache
+        y = F.linear(y.reshape(b, d), self.out.weight)  # (b, h, 1, k) -> (b, d)
+        return (F.dropout(y, self.dropout, True) if self.training else y), cache
 
     def _output(self, y: torch.Tensor) -> torch.Tensor:
         """Heads (b, h, t, k) -> the output projection (b, t, d), residual dropout applied."""
         b, _, t, _ = y.shape
-        return F.dropout(F.linear(y.transpose(1, 2).reshape(b, t, -1), self.out.weight), self.dropout, self.training)
+        y = F.linear(y.transpose(1, 2).reshape(b, t, -1), self.out.weight)
+        return F.dropout(y, self.dropout, True) if self.training else y

@@ -110,20 +110,24 @@ class Block(nn.Module):
 
     def step(self, x: torch.Tensor, positions: torch.Tensor, cache: KVCache,
              angles: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, KVCache, torch.Tensor]:
-        """`forward` of one token per row after every key in ``cache`` (`Attention.step`), with
-        no module calls: a generation step's path, where calls cost more than a 1-token op.
-        Returns the output, the extended cache and the attention's input (the normed x, which
-        the Compressive Transformer keeps as memory)."""
-        a = layer_norm(self.norm1, x)
+        """`forward` of one token per row, x (b, 1, d), after every key in ``cache``
+        (`Attention.step`), with no module calls and 2-D operands: a generation step's path,
+        where each call costs more than a 1-token op. Returns the output, the extended cache
+        and the attention's input (the normed x, which the Compressive Transformer keeps as
+        memory), (b, 1, d) each."""
+        b, _, d = x.shape
+        h = x.view(b, d)
+        a = layer_norm(self.norm1, h)
         y, cache = self.attn.step(a, positions, cache, angles)
-        x = x + y
-        return x + self.feed_forward(layer_norm(self.norm2, x)), cache, a
+        h = h + y
+        h = h + self.feed_forward(layer_norm(self.norm2, h))
+        return h.view(b, 1, d), cache, a.view(b, 1, d)
 
     def feed_forward(self, h: torch.Tensor) -> torch.Tensor:
         """The MLP ``mlp`` holds (linear, GELU, linear, dropout), applied as functions."""
         up, gelu, down, drop = self.mlp
-        h = F.gelu(F.linear(h, up.weight, up.bias), approximate=gelu.approximate)
-        return F.dropout(F.linear(h, down.weight, down.bias), drop.p, self.training)
+        h = F.linear(F.gelu(F.linear(h, up.weight, up.bias), approximate=gelu.approximate), down.weight, down.bias)
+        return F.dropout(h, drop.p, True) if self.training else h
 
 
 def layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
