@@ -170,3 +170,22 @@ def test_memory_fifo_keeps_the_last_states_and_evicts_the_oldest():
     assert mem.h.flatten().tolist() == [7.0, 8.0, 9.0, 10.0, 11.0] and mem.pos.flatten().tolist() == [7, 8, 9, 10, 11]
     nothing, out, _ = Memory(size=0).push(torch.ones(1, 2, 1), torch.arange(2)[None])
     assert nothing.length == 0 and out.shape == (1, 2, 1)
+
+
+def test_a_block_step_equals_its_forward_with_rows_at_different_positions():
+    """`Block.step` (a generation step: functional norms, shared rotary angles, 2-D operands)
+    gives `Block.forward`'s numbers, with each row at its own position (b, 1)."""
+    from notelm.models.layers import rotary_angles
+    from notelm.models.transformer import Block, TransformerConfig
+
+    torch.manual_seed(6)
+    block = Block(TransformerConfig(vocab_size=8, dim=D, n_heads=H, dropout=0.0)).double().eval()
+    x = torch.randn(2, 7, D, dtype=torch.float64)
+    pos = torch.tensor([[0, 1, 2, 3, 4, 5, 6], [30, 31, 32, 33, 34, 35, 36]])  # row 2 deep in a piece
+    want, _ = block(x, pos, KVCache())
+    _, cache = block(x[:, :6], pos[:, :6], KVCache())
+    angles = rotary_angles(pos[:, 6:], block.attn, x.dtype)
+    got, cache, a = block.step(x[:, 6:], pos[:, 6:], cache, angles)
+    torch.testing.assert_close(got, want[:, 6:], atol=1e-12, rtol=0)
+    torch.testing.assert_close(a, block.norm1(x[:, 6:]), atol=0, rtol=0)
+    assert cache.written == 7
