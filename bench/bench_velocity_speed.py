@@ -7,7 +7,8 @@ and under 10 s on 2 cores with the built-in model).
    ``use_cache=True``); recomputing the whole decoder for every note as midi-translation's
    ``utils.py`` ``greedy_decode`` does (``use_cache=False``), with the same windows and batches,
    so the ratio isolates the cache (the two must choose the same velocities); and the original's
-   whole loop (no cache, non-overlapping windows, one at a time). Wall and CPU seconds: the CPU
+   whole loop (no cache, non-overlapping windows, one at a time), each after a warm-up on the
+   first 256 notes (the first calls' one-time costs fell on whichever way ran first). Wall and CPU seconds: the CPU
    is shared, and CPU time moves less with the load.
 2. Wall time of ``notelm humanize FILE --out OUT.mid`` as a fresh process (Python start, imports,
    reading, predicting, writing) on this 2-core machine, for a 607-second test-split
@@ -64,6 +65,7 @@ def decode_speed(model_spec: str, notes: int, smoke: bool = False) -> dict:
     ways = (("cached", True, L // 2, 64), ("uncached", False, L // 2, 64), ("original", False, L, 1))
     for name, cached, stride, batch in ways:
         m = VelocityModel(net, dtype=torch.float32, use_cache=cached, stride=stride)
+        m.sample_velocities([source[:2 * L]], temperature=0, batch_size=batch)  # warm-up: first calls' one-time costs
         t0, c0 = time.perf_counter(), time.process_time()
         chosen[name] = m.sample_velocities([source], temperature=0, batch_size=batch)[0]
         secs, cpu = time.perf_counter() - t0, time.process_time() - c0
