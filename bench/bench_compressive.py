@@ -401,7 +401,7 @@ def main() -> None:
                 seed=args.seed, weights=args.weights)
     if args.speed:
         r = {"note": SPEED_NOTE, "command": " ".join(["python", "bench/bench_compressive.py", *sys.argv[1:]]),
-             "by_segment": [speed(segment=t, rounds=3, train_steps=20 if t == 64 else 8, batch=args.batch, primer=512,
+             "by_segment": [speed(segment=t, rounds=5, train_steps=20 if t == 64 else 8, batch=args.batch, primer=512,
                                   new_tokens=128) for t in (64, 256)]}
         ROWS_DIR.mkdir(parents=True, exist_ok=True)
         (ROWS_DIR / "speed.json").write_text(json.dumps(r, indent=1) + "\n")
