@@ -21,6 +21,7 @@ import torch
 
 from notelm.benchmarks import machine
 from notelm.corpora import load_corpus
+from notelm.io.files import atomic_write_text
 from notelm.runs import open_run
 from notelm.velocity import N_SPECIAL, pairs, run_baselines, teacher_forced, velocity_figures
 
@@ -48,9 +49,7 @@ def main() -> None:
     out = HERE / "results" / "velocity-decoding.json"
     result = {"model": "builtin:velocity", "splits": splits, "command": "python bench/bench_velocity_decoding.py",
               "machine": machine()}
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(out)
+    atomic_write_text(out, json.dumps(result, indent=1) + "\n", force=True)
 
 
 if __name__ == "__main__":

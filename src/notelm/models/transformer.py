@@ -184,7 +184,7 @@ class Transformer(nn.Module):
         past = cache.length
         positions = torch.arange(past, past + x.shape[1], device=x.device)
         layers = []
-        if x.shape[1] == 1 and past:  # a generation step: one rotation's angles for every layer
+        if x.shape[1] == 1:  # a generation step: one rotation's angles for every layer
             angles = rotary_angles(positions, self.blocks[0].attn, x.dtype)
             for block, layer in zip(self.blocks, cache.layers):
                 x, layer, _ = block.step(x, positions, layer, angles)
