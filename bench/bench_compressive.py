@@ -274,10 +274,12 @@ def run_row(row: str, *, steps: int, batch: int, lr: float, clip: float, limit: 
 
 
 def speed(*, segment: int, rounds: int, train_steps: int, batch: int, primer: int, new_tokens: int,
-          smoke: bool = False) -> dict:
+          tries: int = 3, smoke: bool = False) -> dict:
     """Training and generation tokens/s of ours (compressive) and the library, in turns, at the
     seed config with segment and memory ``segment`` long, on random tokens (speed does not depend
-    on them); medians over ``rounds``."""
+    on them); medians over ``rounds``. In each round each side generates ``tries`` times, the
+    two in turn, and its fastest try counts (a generation lasts a fraction of a second: one
+    stall of this shared machine would otherwise decide a round)."""
     from notelm.generation import sample
     from notelm.models.neural import neural_model
     from peers import compressive as lib
@@ -298,14 +300,18 @@ def speed(*, segment: int, rounds: int, train_steps: int, batch: int, primer: in
                                                         track_kv=False)["tokens_per_s"])
         m = neural_model("compressive", net, dtype=torch.float32)
         prime = rng.integers(4, vocab, size=primer).tolist()
-        t0 = time.perf_counter()
-        sample(m, length=new_tokens, primer=prime, seed=0, top_k=32)  # the library samples with top-k too
-        figures["ours_generate"].append(new_tokens / (time.perf_counter() - t0))
-        figures["library_generate"].append(lib.generation_speed(model, primer=primer, new_tokens=new_tokens,
-                                                                vocab_size=vocab)["tokens_per_s"])
+        ours_tries, library_tries = [], []
+        for _ in range(tries):
+            t0 = time.perf_counter()
+            sample(m, length=new_tokens, primer=prime, seed=0, top_k=32)  # the library samples with top-k too
+            ours_tries.append(new_tokens / (time.perf_counter() - t0))
+            library_tries.append(lib.generation_speed(model, primer=primer, new_tokens=new_tokens,
+                                                      vocab_size=vocab)["tokens_per_s"])
+        figures["ours_generate"].append(max(ours_tries))
+        figures["library_generate"].append(max(library_tries))
     med = {k: float(np.median(v)) for k, v in figures.items()}
     return {"segment": t, "mem_len": t, "cmem_len": SEED["cmem_len"], "rounds": rounds, "train_steps": train_steps,
-            "batch": batch, "primer": primer, "new_tokens": new_tokens,
+            "batch": batch, "primer": primer, "new_tokens": new_tokens, "generate_tries": tries,
             "tokens_per_s": {k: [round(x, 1) for x in v] for k, v in figures.items()},
             "median_tokens_per_s": {k: round(v, 1) for k, v in med.items()},
             "train_ratio": round(med["ours_train"] / med["library_train"], 2),
@@ -316,7 +322,8 @@ def speed(*, segment: int, rounds: int, train_steps: int, batch: int, primer: in
 SPEED_NOTE = ("ours generates through notelm's sampler (NeuralModel start/predict/observe in float32: a KV cache in the "
               "segment, memories beyond it; the primer read in one call), the library with its own generate, which "
               "recomputes the current window for every token (aw.py:81); both sample with top-k after the same "
-              "random primer. Training: the same loop (Adam, clip 0.5), batch rows of random tokens.")
+              "random primer, generate_tries times a round in turn, the fastest try of each counting. Training: the "
+              "same loop (Adam, clip 0.5), batch rows of random tokens.")
 
 
 # ---- collecting -------------------------------------------------------------------------------------
@@ -394,7 +401,8 @@ def main() -> None:
         for row in rows:
             run_row(row, steps=3, batch=2, lr=args.lr, clip=args.clip, limit=4, out=None)
         if rows == ROWS:
-            print(json.dumps(speed(segment=64, rounds=1, train_steps=2, batch=2, primer=70, new_tokens=4, smoke=True)))
+            print(json.dumps(speed(segment=64, rounds=1, train_steps=2, batch=2, primer=70, new_tokens=4, tries=1,
+                                    smoke=True)))
         return
     if args.row:
         run_row(args.row, steps=args.steps, batch=args.batch, lr=args.lr, clip=args.clip, limit=None, out=ROWS_DIR,

@@ -173,9 +173,9 @@ def test_memory_fifo_keeps_the_last_states_and_evicts_the_oldest():
 
 
 def test_a_block_step_equals_its_forward_with_rows_at_different_positions():
-    """`Block.step` (a generation step: functional norms, shared rotary angles, 2-D operands)
+    """`Block.step` (a generation step: functional norms, a shared rotary rotation matrix, 2-D operands)
     gives `Block.forward`'s numbers, with each row at its own position (b, 1)."""
-    from notelm.models.layers import rotary_angles
+    from notelm.models.layers import rotary_rotation
     from notelm.models.transformer import Block, TransformerConfig
 
     torch.manual_seed(6)
@@ -184,8 +184,8 @@ def test_a_block_step_equals_its_forward_with_rows_at_different_positions():
     pos = torch.tensor([[0, 1, 2, 3, 4, 5, 6], [30, 31, 32, 33, 34, 35, 36]])  # row 2 deep in a piece
     want, _ = block(x, pos, KVCache())
     _, cache = block(x[:, :6], pos[:, :6], KVCache())
-    angles = rotary_angles(pos[:, 6:], block.attn, x.dtype)
-    got, cache, a = block.step(x[:, 6:], pos[:, 6:], cache, angles)
+    rotation = rotary_rotation(pos[:, 6:], block.attn, x.dtype)
+    got, cache, a = block.step(x[:, 6:], pos[:, 6:], cache, rotation)
     torch.testing.assert_close(got, want[:, 6:], atol=1e-12, rtol=0)
     torch.testing.assert_close(a, block.norm1(x[:, 6:]), atol=0, rtol=0)
     assert cache.written == 7

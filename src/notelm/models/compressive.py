@@ -75,7 +75,7 @@ from notelm.config import (
     require_rotary_heads,
 )
 from notelm.errors import NotelmError
-from notelm.models.layers import Attention, KVCache, Memory, rotary_angles
+from notelm.models.layers import Attention, KVCache, Memory, rotary_rotation
 from notelm.models.transformer import Transformer
 
 COMPRESSIONS = ("conv", "max", "mean", "dilated")
@@ -254,16 +254,38 @@ def reconstruction_loss(attn: Attention, queries_in: torch.Tensor, old: torch.Te
 @dataclass(frozen=True)
 class LayerState:
     """One layer's part of a piece in progress: memories (empty `Memory` for a layer without),
-    the current segment's attention inputs (b, f, d) and positions (b, f) so far (None: f = 0),
-    and the key/value cache over [cmem, mem, segment so far] (None: built when needed; padded:
-    it holds empty slots)."""
+    the current segment's attention inputs and positions so far as the parts they came in
+    (``parts``: (b, f_i, d) and (b, f_i) each; ``seg``/``seg_pos`` join them, None while the
+    segment is empty: a generation step adds a part, not a copy of all of them), and the
+    key/value cache over [cmem, mem, segment so far] (None: built when needed; padded: it holds
+    empty slots)."""
 
     mem: Memory
     cmem: Memory
-    seg: torch.Tensor | None = None
-    seg_pos: torch.Tensor | None = None
+    parts: tuple[tuple[torch.Tensor, torch.Tensor], ...] = ()
     cache: KVCache | None = None
     padded: bool = False
+    filled: int = -1  # tokens in parts (-1: count them)
+
+    def __post_init__(self) -> None:
+        if self.filled < 0:
+            object.__setattr__(self, "filled", sum(h.shape[1] for h, _ in self.parts))
+
+    @property
+    def seg(self) -> torch.Tensor | None:
+        return _joined([h for h, _ in self.parts])
+
+    @property
+    def seg_pos(self) -> torch.Tensor | None:
+        return _joined([p for _, p in self.parts])
+
+    def added(self, h: torch.Tensor, pos: torch.Tensor, cache: KVCache | None, padded: bool = False) -> LayerState:
+        """This state with inputs h (b, t, d) at pos (b, t) added to the segment and ``cache``."""
+        return LayerState(self.mem, self.cmem, (*self.parts, (h, pos)), cache, padded, self.filled + h.shape[1])
+
+
+def _joined(parts: list[torch.Tensor]) -> torch.Tensor | None:
+    return None if not parts else parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
 @dataclass(frozen=True)
@@ -276,12 +298,7 @@ class CompressiveState:
     @property
     def filled(self) -> int:
         """Tokens of the current segment so far (the same for every row)."""
-        seg = self.layers[0].seg
-        return 0 if seg is None else seg.shape[1]
-
-
-def _cat(a: torch.Tensor | None, b: torch.Tensor) -> torch.Tensor:
-    return b if a is None else torch.cat([a, b], dim=1)
+        return self.layers[0].filled
 
 
 def _full(m: Memory, b: int, d: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -349,7 +366,8 @@ class CompressiveTransformer(Transformer):
         layers = []
         for ls in state.layers:
             mem, cmem = (Memory(m.size, _forget(m.h, rows, 0.0), _forget(m.pos, rows, -1)) for m in (ls.mem, ls.cmem))
-            layers.append(LayerState(mem, cmem, _forget(ls.seg, rows, 0.0), _forget(ls.seg_pos, rows, -1), None))
+            seg = () if ls.seg is None else ((_forget(ls.seg, rows, 0.0), _forget(ls.seg_pos, rows, -1)),)
+            layers.append(LayerState(mem, cmem, seg))
         return CompressiveState(tuple(layers), torch.where(rows, 0, state.next_pos))
 
     def state_tensors(self, state: CompressiveState | None) -> dict[str, torch.Tensor]:
@@ -381,8 +399,9 @@ class CompressiveTransformer(Transformer):
         for i in range(c.n_layers):
             get = lambda name, i=i: tensors.get(f"layer{i}.{name}")  # noqa: E731
             size, csize = (c.mem_len, c.cmem_len) if i in self.memory else (0, 0)
+            seg = () if get("seg") is None else ((get("seg"), get("seg_pos")),)
             layers.append(LayerState(_trimmed(size, get("mem"), get("mem_pos")), _trimmed(csize, get("cmem"), get("cmem_pos")),
-                                     get("seg"), get("seg_pos")))
+                                     seg))
         return CompressiveState(tuple(layers), tensors["next_pos"])
 
     # ---- one layer ----------------------------------------------------------------------------------
@@ -406,7 +425,7 @@ class CompressiveTransformer(Transformer):
         cache, padded = ls.cache, ls.padded
         if cache is None:  # a segment starts: the keys of the memories, once
             c = self.config
-            cache = KVCache(capacity=c.cmem_len + c.mem_len + c.context)
+            cache = KVCache(capacity=(c.cmem_len + c.mem_len if i in self.memory else 0) + c.context)
             held, held_pos = self._held(ls)
             if held is not None:
                 cache, *_ = cache.append(*attn.keys(held, held_pos))
@@ -416,22 +435,23 @@ class CompressiveTransformer(Transformer):
             y, _ = attn(a, keys=(k, v, p), positions=pos, key_padding=p < 0)
         else:  # the new tokens see every key before them: the cache's own causal mask
             y, cache = attn(a, positions=pos, cache=cache)
-        return y, LayerState(ls.mem, ls.cmem, ls.seg, ls.seg_pos, cache, padded)
+        return y, LayerState(ls.mem, ls.cmem, ls.parts, cache, padded, ls.filled)
 
     def _layer(self, i: int, ls: LayerState, x: torch.Tensor, pos: torch.Tensor,
-               angles: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, LayerState]:
-        """Layer i over x (b, t, d) at pos (b, t). ``angles`` (a generation step: one token, no
-        gradient): the step's rotary angles, and the block's own one-token path when its cache
-        holds no empty slots (`Block.step`: the same numbers without module calls)."""
+               rotation: torch.Tensor | None = None) -> tuple[torch.Tensor, LayerState]:
+        """Layer i over x (b, t, d) at pos (b, t). ``rotation`` (a generation step: one token, no
+        gradient): the step's `rotary_rotation`, and the block's own one-token path when its
+        cache holds no empty slots (`Block.step`: the same numbers, up to rounding, without
+        module calls)."""
         block = self.blocks[i]
-        if angles is not None and ls.cache is not None and not ls.padded:
-            x, cache, a = block.step(x, pos, ls.cache, angles)
-            return x, LayerState(ls.mem, ls.cmem, _cat(ls.seg, a), _cat(ls.seg_pos, pos), cache)
+        if rotation is not None and ls.cache is not None and not ls.padded:
+            x, cache, a = block.step(x, pos, ls.cache, rotation)
+            return x, ls.added(a, pos, cache)
         a = block.norm1(x)
         y, ls = self._attend(i, ls, a, pos)
         x = x + y
         x = x + block.feed_forward(block.norm2(x))
-        return x, LayerState(ls.mem, ls.cmem, _cat(ls.seg, a), _cat(ls.seg_pos, pos), ls.cache, ls.padded)
+        return x, ls.added(a, pos, ls.cache, ls.padded)
 
     def _end_segment(self, i: int, ls: LayerState) -> tuple[LayerState, torch.Tensor | None]:
         """The full segment's inputs go to memory; what falls out is compressed into cmem.
@@ -439,7 +459,8 @@ class CompressiveTransformer(Transformer):
         empty = LayerState(ls.mem, ls.cmem)
         if i not in self.memory:
             return empty, None
-        mem, old, old_pos = ls.mem.push(ls.seg, ls.seg_pos)
+        seg = ls.seg
+        mem, old, old_pos = ls.mem.push(seg, ls.seg_pos)
         if old is None or not self.config.cmem_len:
             return LayerState(mem, ls.cmem), None
         b, e, d = old.shape
@@ -448,7 +469,7 @@ class CompressiveTransformer(Transformer):
         compressed_pos = old_pos.view(b, e // c, c).amax(dim=-1)  # the latest state of each group
         loss = None
         if self.training and self.learns_compression and torch.is_grad_enabled():
-            loss = reconstruction_loss(self.blocks[i].attn, ls.seg, old, old_pos, compressed, compressed_pos)
+            loss = reconstruction_loss(self.blocks[i].attn, seg, old, old_pos, compressed, compressed_pos)
         cmem, _, _ = ls.cmem.push(compressed, compressed_pos)  # detached
         return LayerState(mem, cmem), loss
 
@@ -467,10 +488,10 @@ class CompressiveTransformer(Transformer):
             h = x[:, done: done + n]
             pos = state.next_pos[:, None] + torch.arange(n, device=x.device)
             step = n == 1 and state.filled and not torch.is_grad_enabled()  # a generation step in a segment
-            angles = rotary_angles(pos, self.blocks[0].attn, x.dtype) if step else None
+            rotation = rotary_rotation(pos, self.blocks[0].attn, x.dtype) if step else None
             layers = []
             for i, ls in enumerate(state.layers):
-                h, ls = self._layer(i, ls, h, pos, angles)
+                h, ls = self._layer(i, ls, h, pos, rotation)
                 layers.append(ls)
             state = CompressiveState(tuple(layers), state.next_pos + n)
             if state.filled == self.config.context:
@@ -487,7 +508,7 @@ class CompressiveTransformer(Transformer):
                 # (a piece's first segment): DDP requires every parameter to take part
                 total = total + 0.0 * sum(p.sum() for i in self.memory for p in self.blocks[i].compress.parameters())
             aux["reconstruction"] = self.config.reconstruction_weight * total
-        return torch.cat(outs, dim=1), state, aux
+        return (outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)), state, aux
 
     def forward(self, idx: torch.Tensor, state: CompressiveState | None = None
                 ) -> tuple[torch.Tensor, CompressiveState, dict[str, torch.Tensor]]:

@@ -21,7 +21,7 @@ which covers a chunk appended to a cache, memories before a segment and latents 
 alike. Masks go to PyTorch's ``scaled_dot_product_attention`` as booleans (True = attend);
 with no cache, no padding and default positions it gets ``is_causal`` instead. One new token
 after a cache that it sees whole (a generation step) takes `Attention.step`: no mask, no
-module calls, the rotary angles computed once for every layer of the step.
+module calls, the rotary rotation computed once for every layer of the step (one matmul each).
 
 Caches (per layer; a network keeps one per layer in its state):
 
@@ -49,13 +49,15 @@ from torch import nn
 # ---- rotary positions ---------------------------------------------------------------------
 
 
-def rotate(x: torch.Tensor, positions: torch.Tensor, base: float,
-           angles: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+def rotate(x: torch.Tensor, positions: torch.Tensor, base: float, rotation: torch.Tensor | None = None) -> torch.Tensor:
     """Rotary embedding of x (..., b, h, t, k) at integer positions (t,) or (b, t): pairs
-    (x_i, x_{i+k/2}) are rotated by position * base^(-2i/k). ``angles``: `rotary_angles` of
-    these positions, when several rotations share them (every layer of a generation step)."""
+    (x_i, x_{i+k/2}) are rotated by position * base^(-2i/k). ``rotation``: `rotary_rotation`
+    of these positions (one token per row), when several rotations share it (every layer of a
+    generation step)."""
+    if rotation is not None:
+        return x @ rotation
     half = x.shape[-1] // 2
-    cos, sin = angles if angles is not None else _angles(positions, base, half, x.dtype)  # (t, k) or (b, t, k)
+    cos, sin = _angles(positions, base, half, x.dtype)  # (t, k) or (b, t, k)
     if cos.dim() == 3:
         cos, sin = cos[:, None], sin[:, None]  # (b, 1, t, k): the same for every head
     # [x1 cos - x2 sin, x1 sin + x2 cos] with the signs in the table: four operations (the roll
@@ -66,10 +68,16 @@ def rotate(x: torch.Tensor, positions: torch.Tensor, base: float,
 _ANGLES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # (base, half, dtype) -> CPU cos, sin tables
 
 
-def rotary_angles(positions: torch.Tensor, attn: Attention, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """The angles `rotate` turns ``attn``'s heads by at ``positions``, to compute once for
-    several rotations (``Attention.step``'s ``angles``)."""
-    return _angles(positions, attn.rope_base, attn.qkv.weight.shape[1] // attn.heads // 2, dtype)
+def rotary_rotation(positions: torch.Tensor, attn: Attention, dtype: torch.dtype) -> torch.Tensor:
+    """The rotation `rotate` turns ``attn``'s heads by at ``positions`` ((1,) or (b, 1): one
+    token per row) as matrices (1 or b, 1, k, k) that ``x @`` applies: computed once for every
+    layer of a generation step (``Attention.step``), it makes each layer's rotation one matmul
+    instead of five operations. (The same numbers up to rounding: a matmul may fuse the
+    multiply and the add.)"""
+    half = attn.qkv.weight.shape[1] // attn.heads // 2
+    cos, sin = _angles(positions.reshape(-1), attn.rope_base, half, dtype)  # (b, k)
+    # y_i = x_i cos_i + x_{i - k/2 mod k} sin_i: cos on the diagonal, sin k/2 rows above it
+    return (torch.diag_embed(cos) + torch.diag_embed(sin).roll(-half, dims=-2))[:, None]
 
 
 def _angles(positions: torch.Tensor, base: float, half: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -348,16 +356,16 @@ class Attention(nn.Module):
         return self.window is None or (cache.window is not None and self.window >= cache.window)
 
     def step(self, x: torch.Tensor, positions: torch.Tensor, cache: KVCache,
-             angles: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, KVCache]:
+             rotation: torch.Tensor | None = None) -> tuple[torch.Tensor, KVCache]:
         """Causal self-attention of one new token per row, x (b, d) at positions (1,) or (b, 1),
         over itself and every key in ``cache`` (`sees_all`): no mask to build, and 2-D inputs
         to the projections (fewer operations than (b, 1, d) ones). The path of a generation step
-        (`forward` takes it too); ``angles``: `rotary_angles(positions)`, which every layer of a
-        step shares. Returns (b, d) and the extended cache."""
+        (`forward` takes it too); ``rotation``: `rotary_rotation(positions)`, which every layer
+        of a step shares. Returns (b, d) and the extended cache."""
         b, d = x.shape
         qkv = F.linear(x, self.qkv.weight).view(b, 3, self.heads, 1, d // self.heads).transpose(0, 1)  # (3, b, h, 1, k)
         qk, v = qkv[:2], qkv[2]
-        q, k = (rotate(qk, positions, self.rope_base, angles) if self.rotary else qk).unbind(0)
+        q, k = (rotate(qk, positions, self.rope_base, rotation) if self.rotary else qk).unbind(0)
         cache, k, v, _ = cache.append(k, v, _as_batch(positions, b))
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
         y = F.linear(y.reshape(b, d), self.out.weight)  # (b, h, 1, k) -> (b, d)

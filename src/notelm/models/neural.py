@@ -36,7 +36,7 @@ from notelm.errors import UnknownNameError
 from notelm.models.base import SequenceModel
 
 FLOOR = 1e-10  # mass spread uniformly so that no event has probability zero
-SMALL_CALL = 128  # tokens: a forward pass this short runs on `step_threads` threads
+SMALL_CALL = 128  # tokens: a forward pass this short runs on `step_threads` threads, without oneDNN
 
 
 # ---- networks by family name ---------------------------------------------------------------------
@@ -143,8 +143,9 @@ class NeuralModel(SequenceModel):
     for speed. use_cache: keep the KV cache / recurrent state between steps (False recomputes
     the whole window every step: the baseline of the generation benchmark). step_threads:
     torch threads for a one-token step on CPU (a single token is too little work to share:
-    handing it to several threads costs more than it saves, and far more on a busy machine).
-    The network is moved to ``device`` and ``dtype`` and put in eval mode.
+    handing it to several threads costs more than it saves, and far more on a busy machine);
+    calls that short also run without oneDNN (see `_run`: a process-wide switch, put back
+    after each call). The network is moved to ``device`` and ``dtype`` and put in eval mode.
     """
 
     def __init__(self, network: nn.Module, *, context: int | None = None, stride: int | None = None,
@@ -172,13 +173,19 @@ class NeuralModel(SequenceModel):
 
     def _run(self, ids: Sequence[int], cache: Any) -> tuple[torch.Tensor, Any]:
         x = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
-        threads = torch.get_num_threads()
-        if len(ids) <= SMALL_CALL and self.step_threads:
-            torch.set_num_threads(self.step_threads)
+        threads, onednn = torch.get_num_threads(), torch.backends.mkldnn.enabled
+        if len(ids) <= SMALL_CALL and self.device.type == "cpu":
+            if self.step_threads:
+                torch.set_num_threads(self.step_threads)
+            # oneDNN's float32 kernels (GELU, LayerNorm) look up a primitive on every call: ~9 us
+            # for a GELU of 256 values against ~2 us for PyTorch's own, and a one-token step is
+            # nothing but such calls (~20% of a Compressive Transformer step at the seed config)
+            torch.backends.mkldnn.enabled = False
         try:
             logits, cache = self.network(x, cache)[:2]  # a network may also return auxiliary losses
         finally:
             torch.set_num_threads(threads)
+            torch.backends.mkldnn.enabled = onednn
         return logits[0, -1], cache
 
     def _refill(self, history: tuple[int, ...]) -> NeuralState:

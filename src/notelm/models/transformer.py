@@ -37,7 +37,7 @@ from notelm.config import (
     require_rotary_heads,
 )
 from notelm.errors import NotelmError
-from notelm.models.layers import Attention, KVCache, rotary_angles
+from notelm.models.layers import Attention, KVCache, rotary_rotation
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ class Block(nn.Module):
         return x + self.feed_forward(self.norm2(x)), cache
 
     def step(self, x: torch.Tensor, positions: torch.Tensor, cache: KVCache,
-             angles: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, KVCache, torch.Tensor]:
+             rotation: torch.Tensor | None = None) -> tuple[torch.Tensor, KVCache, torch.Tensor]:
         """`forward` of one token per row, x (b, 1, d), after every key in ``cache``
         (`Attention.step`), with no module calls and 2-D operands: a generation step's path,
         where each call costs more than a 1-token op. Returns the output, the extended cache
@@ -118,7 +118,7 @@ class Block(nn.Module):
         b, _, d = x.shape
         h = x.view(b, d)
         a = layer_norm(self.norm1, h)
-        y, cache = self.attn.step(a, positions, cache, angles)
+        y, cache = self.attn.step(a, positions, cache, rotation)
         h = h + y
         h = h + self.feed_forward(layer_norm(self.norm2, h))
         return h.view(b, 1, d), cache, a.view(b, 1, d)
@@ -132,7 +132,7 @@ class Block(nn.Module):
 
 def layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
     """``norm(x)`` as a function call (no module call)."""
-    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+    return torch.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)  # F.layer_norm's own op
 
 
 # ---- the model -----------------------------------------------------------------------------
@@ -184,10 +184,10 @@ class Transformer(nn.Module):
         past = cache.length
         positions = torch.arange(past, past + x.shape[1], device=x.device)
         layers = []
-        if x.shape[1] == 1:  # a generation step: one rotation's angles for every layer
-            angles = rotary_angles(positions, self.blocks[0].attn, x.dtype)
+        if x.shape[1] == 1:  # a generation step: one rotation matrix for every layer
+            rotation = rotary_rotation(positions, self.blocks[0].attn, x.dtype)
             for block, layer in zip(self.blocks, cache.layers):
-                x, layer, _ = block.step(x, positions, layer, angles)
+                x, layer, _ = block.step(x, positions, layer, rotation)
                 layers.append(layer)
         else:
             for block, layer in zip(self.blocks, cache.layers):
