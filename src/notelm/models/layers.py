@@ -72,8 +72,8 @@ def rotary_rotation(positions: torch.Tensor, attn: Attention, dtype: torch.dtype
     """The rotation `rotate` turns ``attn``'s heads by at ``positions`` ((1,) or (b, 1): one
     token per row) as matrices (1 or b, 1, k, k) that ``x @`` applies: computed once for every
     layer of a generation step (``Attention.step``), it makes each layer's rotation one matmul
-    instead of five operations. (The same numbers up to rounding: a matmul may fuse the
-    multiply and the add.)"""
+    instead of two multiplies, a roll and an add. (The same numbers up to rounding: a matmul
+    may fuse a multiply and an add.)"""
     half = attn.qkv.weight.shape[1] // attn.heads // 2
     cos, sin = _angles(positions.reshape(-1), attn.rope_base, half, dtype)  # (b, k)
     # y_i = x_i cos_i + x_{i - k/2 mod k} sin_i: cos on the diagonal, sin k/2 rows above it
