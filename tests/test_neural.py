@@ -48,6 +48,21 @@ def test_float32_paths_agree_too(name):
         np.testing.assert_allclose(fast, step_path(model, seq), atol=1e-5)
 
 
+def test_short_calls_put_back_threads_and_onednn_as_they_found_them():
+    """A step runs on `step_threads` threads without oneDNN (`NeuralModel._run`); both
+    process-wide settings are back as they were after it, whatever they were."""
+    torch.manual_seed(2)
+    model = build_neural("transformer", alphabet_size=V, config=DEBUG["transformer"], dtype=torch.float32)
+    threads, onednn = torch.get_num_threads(), torch.backends.mkldnn.enabled
+    try:
+        for setting in (False, True):
+            torch.backends.mkldnn.enabled = setting
+            model.observe(model.start([5, 6]), 7)
+            assert torch.backends.mkldnn.enabled is setting and torch.get_num_threads() == threads
+    finally:
+        torch.backends.mkldnn.enabled = onednn
+
+
 def test_transformer_cached_logits_equal_uncached():
     torch.manual_seed(0)
     net = build_network("transformer", {**DEBUG["transformer"], "context": 64}).float().eval()
