@@ -265,11 +265,11 @@ class LayerState:
     parts: tuple[tuple[torch.Tensor, torch.Tensor], ...] = ()
     cache: KVCache | None = None
     padded: bool = False
-    filled: int = -1  # tokens in parts (-1: count them)
 
-    def __post_init__(self) -> None:
-        if self.filled < 0:
-            object.__setattr__(self, "filled", sum(h.shape[1] for h, _ in self.parts))
+    @property
+    def filled(self) -> int:
+        """Tokens of the segment so far."""
+        return sum(h.shape[1] for h, _ in self.parts)
 
     @property
     def seg(self) -> torch.Tensor | None:
@@ -281,7 +281,7 @@ class LayerState:
 
     def added(self, h: torch.Tensor, pos: torch.Tensor, cache: KVCache | None, padded: bool = False) -> LayerState:
         """This state with inputs h (b, t, d) at pos (b, t) added to the segment and ``cache``."""
-        return LayerState(self.mem, self.cmem, (*self.parts, (h, pos)), cache, padded, self.filled + h.shape[1])
+        return LayerState(self.mem, self.cmem, (*self.parts, (h, pos)), cache, padded)
 
 
 def _joined(parts: list[torch.Tensor]) -> torch.Tensor | None:
@@ -366,8 +366,8 @@ class CompressiveTransformer(Transformer):
         layers = []
         for ls in state.layers:
             mem, cmem = (Memory(m.size, _forget(m.h, rows, 0.0), _forget(m.pos, rows, -1)) for m in (ls.mem, ls.cmem))
-            seg = () if ls.seg is None else ((_forget(ls.seg, rows, 0.0), _forget(ls.seg_pos, rows, -1)),)
-            layers.append(LayerState(mem, cmem, seg))
+            seg, seg_pos = ls.seg, ls.seg_pos
+            layers.append(LayerState(mem, cmem, () if seg is None else ((_forget(seg, rows, 0.0), _forget(seg_pos, rows, -1)),)))
         return CompressiveState(tuple(layers), torch.where(rows, 0, state.next_pos))
 
     def state_tensors(self, state: CompressiveState | None) -> dict[str, torch.Tensor]:
@@ -408,10 +408,8 @@ class CompressiveTransformer(Transformer):
 
     def _held(self, ls: LayerState) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Attention inputs (b, s, d) and positions (b, s) of [cmem, mem, segment so far]."""
-        held = [(z, p) for z, p in ((ls.cmem.h, ls.cmem.pos), (ls.mem.h, ls.mem.pos), (ls.seg, ls.seg_pos)) if z is not None]
-        if not held:
-            return None, None
-        return torch.cat([z for z, _ in held], dim=1), torch.cat([p for _, p in held], dim=1)
+        held = [(z, p) for z, p in ((ls.cmem.h, ls.cmem.pos), (ls.mem.h, ls.mem.pos), *ls.parts) if z is not None]
+        return _joined([z for z, _ in held]), _joined([p for _, p in held])
 
     def _attend(self, i: int, ls: LayerState, a: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, LayerState]:
         """Layer i's attention from a (b, t, d) at pos (b, t) over [cmem, mem, segment so far, a]."""
@@ -435,7 +433,7 @@ class CompressiveTransformer(Transformer):
             y, _ = attn(a, keys=(k, v, p), positions=pos, key_padding=p < 0)
         else:  # the new tokens see every key before them: the cache's own causal mask
             y, cache = attn(a, positions=pos, cache=cache)
-        return y, LayerState(ls.mem, ls.cmem, ls.parts, cache, padded, ls.filled)
+        return y, LayerState(ls.mem, ls.cmem, ls.parts, cache, padded)
 
     def _layer(self, i: int, ls: LayerState, x: torch.Tensor, pos: torch.Tensor,
                rotation: torch.Tensor | None = None) -> tuple[torch.Tensor, LayerState]:
@@ -484,17 +482,18 @@ class CompressiveTransformer(Transformer):
         x = self.drop(x)
         outs, losses, done = [], [], 0
         while done < t:
-            n = min(t - done, self.config.context - state.filled)
+            filled = state.filled
+            n = min(t - done, self.config.context - filled)
             h = x[:, done: done + n]
             pos = state.next_pos[:, None] + torch.arange(n, device=x.device)
-            step = n == 1 and state.filled and not torch.is_grad_enabled()  # a generation step in a segment
+            step = n == 1 and filled and not torch.is_grad_enabled()  # a generation step in a segment
             rotation = rotary_rotation(pos, self.blocks[0].attn, x.dtype) if step else None
             layers = []
             for i, ls in enumerate(state.layers):
                 h, ls = self._layer(i, ls, h, pos, rotation)
                 layers.append(ls)
             state = CompressiveState(tuple(layers), state.next_pos + n)
-            if state.filled == self.config.context:
+            if filled + n == self.config.context:
                 ended = [self._end_segment(i, ls) for i, ls in enumerate(state.layers)]
                 state = CompressiveState(tuple(ls for ls, _ in ended), state.next_pos)
                 losses += [loss for _, loss in ended if loss is not None]

@@ -23,7 +23,8 @@ Legend: n events of a piece, t window length, v vocabulary.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,25 @@ from notelm.models.base import SequenceModel
 
 FLOOR = 1e-10  # mass spread uniformly so that no event has probability zero
 SMALL_CALL = 128  # tokens: a forward pass this short runs on `step_threads` threads, without oneDNN
+
+
+@contextmanager
+def short_call(threads: int | None, *, onednn: bool = True) -> Iterator[None]:
+    """A short forward pass on ``threads`` torch threads (None: as they are) and, with
+    ``onednn`` False, without oneDNN, whose float32 kernels (GELU, LayerNorm) look up a
+    primitive on every call: ~9 us for a GELU of 256 values against ~2 us for PyTorch's own,
+    and a one-token step is nothing but such calls (~20% of a Compressive Transformer step at
+    the seed config). Both are process-wide settings, put back as they were afterwards."""
+    before, enabled = torch.get_num_threads(), torch.backends.mkldnn.enabled
+    if threads:
+        torch.set_num_threads(threads)
+    if not onednn:
+        torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+        torch.backends.mkldnn.enabled = enabled
 
 
 # ---- networks by family name ---------------------------------------------------------------------
@@ -144,8 +164,8 @@ class NeuralModel(SequenceModel):
     the whole window every step: the baseline of the generation benchmark). step_threads:
     torch threads for a one-token step on CPU (a single token is too little work to share:
     handing it to several threads costs more than it saves, and far more on a busy machine);
-    calls that short also run without oneDNN (see `_run`: a process-wide switch, put back
-    after each call). The network is moved to ``device`` and ``dtype`` and put in eval mode.
+    calls that short also run without oneDNN (`short_call`). The network is moved to
+    ``device`` and ``dtype`` and put in eval mode.
     """
 
     def __init__(self, network: nn.Module, *, context: int | None = None, stride: int | None = None,
@@ -173,19 +193,9 @@ class NeuralModel(SequenceModel):
 
     def _run(self, ids: Sequence[int], cache: Any) -> tuple[torch.Tensor, Any]:
         x = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
-        threads, onednn = torch.get_num_threads(), torch.backends.mkldnn.enabled
-        if len(ids) <= SMALL_CALL and self.device.type == "cpu":
-            if self.step_threads:
-                torch.set_num_threads(self.step_threads)
-            # oneDNN's float32 kernels (GELU, LayerNorm) look up a primitive on every call: ~9 us
-            # for a GELU of 256 values against ~2 us for PyTorch's own, and a one-token step is
-            # nothing but such calls (~20% of a Compressive Transformer step at the seed config)
-            torch.backends.mkldnn.enabled = False
-        try:
+        short = len(ids) <= SMALL_CALL and self.device.type == "cpu"
+        with short_call(self.step_threads if short else None, onednn=not short):
             logits, cache = self.network(x, cache)[:2]  # a network may also return auxiliary losses
-        finally:
-            torch.set_num_threads(threads)
-            torch.backends.mkldnn.enabled = onednn
         return logits[0, -1], cache
 
     def _refill(self, history: tuple[int, ...]) -> NeuralState:

@@ -40,8 +40,7 @@ v target vocabulary (+ source tokens when shared), n notes, L window (notes), S 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -54,6 +53,7 @@ from notelm.encodings.vocab import BOS_ID, N_SPECIAL, PAD_ID, UNK_ID
 from notelm.errors import NotelmError
 from notelm.models.base import ConditionalModel
 from notelm.models.layers import Attention, KVCache
+from notelm.models.neural import short_call
 
 TARGET_VOCAB = N_SPECIAL + 128  # PAD BOS EOS UNK, then velocities 0..127 (note-tokens' target ids)
 
@@ -344,16 +344,6 @@ class VelocityModel(ConditionalModel):
         z = logits[..., : self.alphabet_size].to(torch.float64).masked_fill(~self._velocity, float("-inf"))
         return ((1 - self.FLOOR) * torch.softmax(z, -1) + self.FLOOR / self.alphabet_size).cpu().numpy()
 
-    @contextmanager
-    def _threads(self) -> Iterator[None]:
-        before = torch.get_num_threads()
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
-
     # ---- step path ----------------------------------------------------------------------------
 
     def _ids(self, ids: Sequence[int], cls: bool = True) -> torch.Tensor:
@@ -362,7 +352,7 @@ class VelocityModel(ConditionalModel):
     def _fill(self, state: VelocityState, history: tuple[int, ...]) -> VelocityState:
         """The state for predicting note len(history), computed afresh in its window."""
         a = int(state.plan[len(history)])
-        with self._threads():
+        with short_call(self.threads):
             return self._fill_window(state, history, a)
 
     def _fill_window(self, state: VelocityState, history: tuple[int, ...], a: int) -> VelocityState:
@@ -392,7 +382,7 @@ class VelocityModel(ConditionalModel):
             return VelocityState(state.source, history, state.plan, state.start)
         if not self.use_cache or state.plan[len(history)] != state.start:
             return self._fill(state, history)
-        with self._threads():
+        with short_call(self.threads):
             logits, decoder = self.network.decode(self._ids([int(token)], cls=False), state.memory, None, state.decoder)
         return VelocityState(state.source, history, state.plan, state.start, state.memory, decoder, logits[0, -1])
 
@@ -436,7 +426,7 @@ class VelocityModel(ConditionalModel):
         return [c - N_SPECIAL for c in chosen]
 
     def _run(self, sources, targets, **options: Any) -> tuple[list[torch.Tensor], list[np.ndarray]]:
-        with self._threads():
+        with short_call(self.threads):
             return self._windows_run(sources, targets, **options)
 
     def _windows_run(self, sources, targets, *, batch_size: int, progress: Any, temperature: float = 0.0,
