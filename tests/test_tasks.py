@@ -239,3 +239,13 @@ def test_noam_schedule_equals_hand_computed_values():
     assert abs(f(3999) - 9.882117688026186e-04) < 1e-15
     assert abs(f(15999) - 4.941058844013093e-04) < 1e-15  # step 16000, after the warmup: 1/16 * 16000^-0.5
     assert abs(f(0) - 2.470529422006547e-07) < 1e-18  # step 1: 1/16 * 1 * 4000^-1.5
+
+
+def test_noam_counted_in_accumulated_batches_is_a_larger_batch_with_a_smaller_factor():
+    # midi-translation's train.py sums 10 batches' gradients per update (accum_iter 10) and steps
+    # its Noam schedule after every batch: update k uses noam(warmup 4,000)(10k). The README's
+    # batch_size=160, lr=10^-0.5, warmup_steps=400 gives the same rate at our optimiser step k.
+    original = schedule("noam", warmup=4000, total=10, min_ratio=0.0, dim=256)
+    ours = schedule("noam", warmup=400, total=10, min_ratio=0.0, dim=256)
+    for k in (1, 7, 399, 400, 401, 2723, 10000):
+        assert abs(10 ** -0.5 * ours(k - 1) - original(10 * k - 1)) < 1e-15 * original(10 * k - 1) * 10

@@ -96,7 +96,9 @@ class VelocityConfig(Config):
 
 
 # Training as the original (training_utils.py): Adam (0.9, 0.98, eps 1e-9), Noam factor 1 with
-# warmup 4,000, label smoothing 0.1, batch 16, windows of 128 notes every 42. "small" keeps the
+# warmup 4,000, label smoothing 0.1, batch 16, windows of 128 notes every 42. Its train.py also
+# sums 10 batches' gradients per update (accum_iter 10) while its schedule counts batches: that
+# is batch 160, lr 10^-0.5, warmup 400 here (README); the presets keep batch 16. "small" keeps the
 # recipe at an eighth of the compared run's compute per step (d 128, 2 + 2 layers), 3,000 steps
 # with a 1,000-step warmup: ~20 minutes on 2 free CPU cores, an hour on a third of one.
 _ORIGINAL = {"batch_size": 16, "optimizer": "adam", "betas": (0.9, 0.98), "eps": 1e-9, "lr": 1.0, "schedule": "noam",
