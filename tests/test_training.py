@@ -285,6 +285,8 @@ def test_cli_compare_writes_a_chart(cli_run, tmp_path):
     (["evaluate", "{tmp}/nothing", "--corpus", "essen-kinder"], "no such run directory"),
     (["generate", "{tmp}/nothing", "--out", "{tmp}/x.mid"], "no such run directory"),
     (["generate", "{tmp}/nothing", "--out", "{tmp}/x.mid", "--top-p", "2"], "top-p"),
+    (["train", "velocity", "--corpus", "maestro-sample", "--encoding", "note-tokens", "--preset", "debug",
+      "--out", "{tmp}/x"], "maestro-sample: its train split has no pieces"),  # test performances only
 ])
 def test_cli_bad_input_is_one_line(args, message, tmp_path):
     r = notelm(*[a.replace("{tmp}", str(tmp_path)) for a in args])

@@ -112,6 +112,7 @@ def prepare_data(out: Path, *, corpus: str, root: str | Path | None, encoding: s
     and valid splits into ``out/data`` and write encoding.json. Returns the encoding, the
     train and valid ids (pairs of ids when ``paired``), and the ``data`` section of config.json."""
     from notelm.encodings import get_encoding
+    from notelm.encodings.base import EncodingError
     from notelm.training.data import encode_pieces, write_pairs, write_split
 
     enc = get_encoding(encoding, **settings)
@@ -119,8 +120,14 @@ def prepare_data(out: Path, *, corpus: str, root: str | Path | None, encoding: s
         raise SettingsError(f"a sequence-to-sequence model needs an encoding of (source, target) pairs; "
                             f"{encoding} has none (note-tokens has)")
     c, (train_pieces, valid_pieces) = read_splits(corpus, root)
+    for name, part in (("train", train_pieces), ("valid", valid_pieces)):
+        if not part:  # e.g. maestro-sample: test performances only
+            raise NotelmError(f"{corpus}: its {name} split has no pieces; training needs pieces in train and valid")
     if getattr(enc, "learns", False):
-        enc.fit(train_pieces)
+        try:
+            enc.fit(train_pieces)
+        except EncodingError as e:
+            raise NotelmError(f"{corpus}: the {encoding} encoding cannot be fitted on the train split: {e}") from None
     encode = encode_pairs if paired else encode_pieces
     train_ids, train_skip = encode(enc, train_pieces)
     valid_ids, valid_skip = encode(enc, valid_pieces)
