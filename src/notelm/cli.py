@@ -704,7 +704,7 @@ def humanize(
         out.print(f"{len(done)} file(s) written, {len(skipped)} skipped")
         return
     for h in done:
-        out.print(f"{h.midi}: {h.notes} notes humanized" + "".join(f", {p}" for p in h.extras), markup=False)
+        out.print(f"{h.midi}: {h.notes} note{'' if h.notes == 1 else 's'} humanized" + "".join(f", {p}" for p in h.extras), markup=False)
 
 
 @app.command("continue")
