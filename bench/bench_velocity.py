@@ -24,6 +24,7 @@ Rows:
     python bench/bench_velocity.py --row velocity-small-noam-ls   # one ablation row -> bench/results/velocity-rows/
     python bench/bench_velocity.py --table                        # bench/results/velocity.json from the rows
     python bench/bench_velocity.py --smoke                        # tiny sizes, writes nothing
+    python bench/bench_velocity.py --gap runs/velocity-compared   # its training-split figures at its step
 
 Legend: b batch, n notes per window (128), v vocabulary.
 """
@@ -291,7 +292,7 @@ def baseline_rows() -> list[dict[str, Any]]:
 
 
 FIG = ("mae_teacher_forced", "mae_greedy", "mae_expected", "pearson", "std_ratio")
-CURVE = RESULTS / "velocity-curve"  # notelm evaluate on the compared run every 1,000 steps
+CURVE = RESULTS / "velocity-curve"  # notelm evaluate on the compared run after each stretch
 PRETRAINED = HERE.parent / "src" / "notelm" / "pretrained"
 
 
@@ -315,6 +316,29 @@ def runs_rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
                      **{k: ev["figures"][0][k] for k in FIG}, "steps": m["global_step"],
                      "train_seconds": round(m["train_seconds"], 1)})
     return rows, curve
+
+
+def train_gap(run: str, every: int) -> dict[str, Any]:
+    """A run's figures on every ``every``-th training performance beside its validation figures
+    (from its curve file at the same step): how much better it does on the performances it was
+    trained on than on new ones. A gap that widens as training goes on says the data, not the
+    steps, is what limits it."""
+    from notelm.corpora import load_corpus
+    from notelm.runs import open_run
+    from notelm.velocity import evaluate_velocity, pairs
+
+    r = open_run(run)
+    step = r.metrics["global_step"]
+    valid = CURVE / f"compared-{step}.json"
+    if not valid.is_file():
+        raise SystemExit(f"{valid}: no validation figures at step {step} (bench/velocity_compared.sh writes them)")
+    encoding, model = r.encoding(), r.model(dtype=torch.float32)
+    sources, targets, _ = pairs(encoding, load_corpus("maestro", ROOT).split("train")[::every])
+    t0 = time.perf_counter()
+    train = evaluate_velocity(model, sources, targets)
+    return {"run": run, "steps": step, "every": every, "seconds": round(time.perf_counter() - t0, 1),
+            "train": {"pieces": len(sources), **{k: train[k] for k in (*FIG, "notes")}},
+            "valid": {k: json.loads(valid.read_text())["rows"][0][k] for k in FIG}}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -345,6 +369,9 @@ def main() -> None:
     parser.add_argument("--table", action="store_true", help="assemble bench/results/velocity.json")
     parser.add_argument("--markdown", action="store_true", help="print velocity.json's table for the README")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, every ablation row; writes nothing")
+    parser.add_argument("--gap", metavar="RUN", help="evaluate RUN on every --gap-every-th training performance "
+                        "(velocity-curve/gap-STEPS.json: the generalisation gap)")
+    parser.add_argument("--gap-every", type=int, default=9)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -355,6 +382,10 @@ def main() -> None:
             row = ablation_row(name, steps=3, limit=2, widths=tiny, t5_widths=tiny_t5, warmup=2, log=lambda *_: None)
             print(json.dumps({k: v for k, v in row.items() if k != "detail"}))
         return
+    if args.gap:
+        gap = train_gap(args.gap, args.gap_every)
+        write_json(CURVE / f"gap-{gap['steps']}.json", gap)
+        print(json.dumps(gap, indent=2))
     if args.row and args.steps != ABLATION_STEPS:  # a long run: its own file, the curve saved as it goes
         name = f"{args.row}-steps{args.steps}"
         path = LONG_ROWS / f"{name}.json"
@@ -387,6 +418,8 @@ def main() -> None:
                   "learning_curve": curve, "data_size": [{k: r[k] for k in ("model", *FIG, "steps")}
                                                          | {"training_pieces": details[r["model"]]["training_pieces"],
                                                             "epochs": details[r["model"]]["epochs"]} for r in data],
+                  "train_gap": [json.loads(p.read_text()) for p in sorted(CURVE.glob("gap-*.json"),
+                                                                          key=lambda p: int(p.stem.split("-")[1]))],
                   "long_runs": long_runs, "details": details, "machine": machine()}
         write_json(RESULTS / "velocity.json", result)
         print(markdown(result))
