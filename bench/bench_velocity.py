@@ -332,13 +332,14 @@ def train_gap(run: str, every: int) -> dict[str, Any]:
     valid = CURVE / f"compared-{step}.json"
     if not valid.is_file():
         raise SystemExit(f"{valid}: no validation figures at step {step} (bench/velocity_compared.sh writes them)")
+    valid_row = json.loads(valid.read_text())["rows"][0]
     encoding, model = r.encoding(), r.model(dtype=torch.float32)
     sources, targets, _ = pairs(encoding, load_corpus("maestro", ROOT).split("train")[::every])
     t0 = time.perf_counter()
     train = evaluate_velocity(model, sources, targets)
     return {"run": run, "steps": step, "every": every, "seconds": round(time.perf_counter() - t0, 1),
             "train": {"pieces": len(sources), **{k: train[k] for k in (*FIG, "notes")}},
-            "valid": {k: json.loads(valid.read_text())["rows"][0][k] for k in FIG}}
+            "valid": {k: valid_row[k] for k in FIG}}
 
 
 def markdown(result: dict[str, Any]) -> str:
