@@ -233,10 +233,18 @@ def test_train_evaluate_and_humanize_a_velocity_run(tmp_path):
     assert isinstance(model, ConditionalModel) and model.alphabet_size == 132
     r = evaluate_run(run, corpus="folder", root=folder, split="test")
     assert r["variant"] == "no-velocity" and r["notes"] == 60
+    assert r["global_step"] == r["best_step"] == 3  # which step's weights were scored
     assert [row["model"] for row in r["rows"]] == ["run", "mean", "pitch-mean"]
     assert all(0 <= row["mae_teacher_forced"] < 128 for row in r["rows"])
     done, skipped = humanize(folder / "p11.mid", tmp_path / "out.mid", model=run, temperature=0)
     assert done[0].notes == 60 and not skipped
+
+
+def test_evaluate_names_the_step_of_best_weights():
+    from notelm.cli import weights_step
+
+    assert weights_step({"best_step": 4500, "global_step": 6950}) == ", weights of step 4,500 of 6,950"
+    assert weights_step({"best_step": 3, "global_step": 3}) == weights_step({"global_step": 3}) == ""
 
 
 def test_velocity_figures_by_hand():

@@ -524,7 +524,14 @@ def train(
                       f"accuracy {m['valid_accuracy']:.4f}")
             return
         out.print(f"{path}: {m['global_step']} steps in {m['train_seconds']:.0f} s, best validation "
-                  + (f"{best:.4f} nats = {m['best_val_bits']:.4f} bits per token" if best is not None else "none"))
+                  + (f"{best:.4f} nats = {m['best_val_bits']:.4f} bits per token at step {m['best_step']}"
+                     " (model.safetensors holds those weights)" if best is not None else "none"))
+
+
+def weights_step(r: dict) -> str:
+    """', weights of step B of G' for a run evaluated with its best weights from before its last step."""
+    best, last = r.get("best_step"), r.get("global_step")
+    return f", weights of step {best:,} of {last:,}" if best is not None and last is not None and best != last else ""
 
 
 @app.command()
@@ -548,8 +555,8 @@ def evaluate(
         return
     if "rows" in r:  # a velocity run: its figures and its baselines' in one table
         table = Table("model", "MAE teacher-forced", "MAE greedy", "MAE expected", "Pearson", "std ratio",
-                      title=f"{r['model']} ({run}, {r['variant']}) on {corpus} {split}: {r['pieces']} pieces, "
-                            f"{r['notes']:,} notes; baselines {r['baselines']}")
+                      title=f"{r['model']} ({run}, {r['variant']}{weights_step(r)}) on {corpus} {split}: "
+                            f"{r['pieces']} pieces, {r['notes']:,} notes; baselines {r['baselines']}")
         for row in r["rows"]:
             table.add_row(row["model"], *(f"{row[k] + 0.0:.3f}" for k in ("mae_teacher_forced", "mae_greedy", "mae_expected",
                                                                      "pearson", "std_ratio")))

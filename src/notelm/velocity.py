@@ -232,4 +232,4 @@ def evaluate_velocity_run(run: str | Any, *, corpus: str, root: Any = None, spli
             "rows": rows, "baselines": "fitted on the run's training split" if base is not None else
             "none (the run carries neither its training data nor stored baselines)",
             "parameters": r.metrics.get("parameters"), "train_seconds": r.metrics.get("train_seconds"),
-            "global_step": r.metrics.get("global_step")}
+            "global_step": r.metrics.get("global_step"), "best_step": r.metrics.get("best_step")}
