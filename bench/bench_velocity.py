@@ -25,6 +25,7 @@ Rows:
     python bench/bench_velocity.py --table                        # bench/results/velocity.json from the rows
     python bench/bench_velocity.py --smoke                        # tiny sizes, writes nothing
     python bench/bench_velocity.py --gap runs/velocity-compared   # its training-split figures at its step
+    python bench/bench_velocity.py --data-run runs/velocity-compared-half   # a run on fewer performances
 
 Legend: b batch, n notes per window (128), v vocabulary.
 """
@@ -302,7 +303,8 @@ def runs_rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     rows, curve = [], []
     for path in sorted(CURVE.glob("compared-*.json"), key=lambda p: int(p.stem.split("-")[1])):
         r = json.loads(path.read_text())
-        curve.append({"steps": r["global_step"], "train_seconds": r["train_seconds"], **{k: r["rows"][0][k] for k in FIG}})
+        curve.append({"steps": r["global_step"], "weights_step": r.get("best_step"),  # None: not recorded then
+                      "train_seconds": r["train_seconds"], **{k: r["rows"][0][k] for k in FIG}})
     if curve:
         rows.append({"model": "velocity-compared", "variant": "velocity-bins", "split": "valid",
                      **{k: curve[-1][k] for k in FIG}, "steps": curve[-1]["steps"],
@@ -342,6 +344,35 @@ def train_gap(run: str, every: int) -> dict[str, Any]:
             "valid": {k: valid_row[k] for k in FIG}}
 
 
+def data_run_row(run: str) -> dict[str, Any]:
+    """A data-size row from a run made by ``notelm train velocity`` on a subset of maestro-mini's
+    training performances (``--root`` a copy holding every k-th of them and all of the others),
+    evaluated on the full validation split: its figures (the weights of its best validation loss,
+    as `notelm evaluate` reads them), how much data and how many epochs it saw, and its
+    validation-loss history (where the loss turns up says when the data ran out)."""
+    from notelm.training.data import PairArray, pair_windows
+    from notelm.velocity import evaluate_velocity_run
+
+    ev = evaluate_velocity_run(run, corpus="maestro", root=ROOT, split="valid")
+    run_path = Path(ev["run"])
+    metrics, config = (json.loads((run_path / f).read_text()) for f in ("metrics.json", "config.json"))
+    train = PairArray(run_path / "data", "train")
+    step = config["train"]["window_step"]
+    windows = sum(len(pair_windows(int(b - a), WINDOW, step, cover=False))
+                  for a, b in zip(train.offsets[:-1], train.offsets[1:]))
+    steps, batch = metrics["global_step"], config["train"]["batch_size"]
+    figures = ev["rows"][0]
+    return {"model": f"velocity-{config['model'].get('preset')}-{len(train)}-pieces", "variant": ev["variant"],
+            "split": "valid", **{k: figures[k] for k in FIG}, "steps": steps,
+            "train_seconds": round(metrics["train_seconds"], 1),
+            "detail": {"run": run, "training_pieces": len(train), "training_notes": train.n_tokens,
+                       "windows": windows, "epochs": round(steps * batch / windows, 2),
+                       "best_step": metrics["best_step"], "best_val_loss": metrics["best_val_loss"],
+                       "val_history": metrics["val_history"], "notes": ev["notes"], "pieces": ev["pieces"],
+                       "parameters": metrics["parameters"], "model": config["model"], "train": config["train"],
+                       "encoding": config.get("encoding")}}
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The README's table from velocity.json."""
     lines = ["| model | source | MAE teacher-forced | MAE greedy | MAE expected | Pearson | std ratio | steps | train s |",
@@ -373,6 +404,9 @@ def main() -> None:
     parser.add_argument("--gap", metavar="RUN", help="evaluate RUN on every --gap-every-th training performance "
                         "(velocity-curve/gap-STEPS.json: the generalisation gap)")
     parser.add_argument("--gap-every", type=int, default=9)
+    parser.add_argument("--data-run", metavar="RUN", action="append", default=[],
+                        help="a notelm train velocity run on a subset of the training performances: its "
+                        "data-size row (velocity-data/), evaluated on the validation split (repeatable)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -387,6 +421,10 @@ def main() -> None:
         gap = train_gap(args.gap, args.gap_every)
         write_json(CURVE / f"gap-{gap['steps']}.json", gap)
         print(json.dumps(gap, indent=2))
+    for run in args.data_run:
+        row = data_run_row(run)
+        write_json(DATA_ROWS / f"{row['model']}.json", row)
+        print(json.dumps({k: v for k, v in row.items() if k != "detail"}, indent=2))
     if args.row and args.steps != ABLATION_STEPS:  # a long run: its own file, the curve saved as it goes
         name = f"{args.row}-steps{args.steps}"
         path = LONG_ROWS / f"{name}.json"
@@ -422,6 +460,9 @@ def main() -> None:
                   "train_gap": [json.loads(p.read_text()) for p in sorted(CURVE.glob("gap-*.json"),
                                                                           key=lambda p: int(p.stem.split("-")[1]))],
                   "long_runs": long_runs, "details": details, "machine": machine()}
+        previous = RESULTS / "velocity.json"  # how the curve's run was made: its files do not say
+        if previous.is_file() and "learning_curve_note" in (old := json.loads(previous.read_text())):
+            result["learning_curve_note"] = old["learning_curve_note"]
         write_json(RESULTS / "velocity.json", result)
         print(markdown(result))
     if args.markdown:
