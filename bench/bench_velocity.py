@@ -321,25 +321,28 @@ def runs_rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 
 def train_gap(run: str, every: int) -> dict[str, Any]:
-    """A run's figures on every ``every``-th training performance beside its validation figures
-    (from its curve file at the same step): how much better it does on the performances it was
-    trained on than on new ones. A gap that widens as training goes on says the data, not the
-    steps, is what limits it."""
-    from notelm.corpora import load_corpus
+    """A run's figures on every ``every``-th of its own training performances (the ones stored
+    in its ``data/``) beside its validation figures at the same step (its curve file, or
+    evaluated now): how much better it does on the performances it was trained on than on new
+    ones. A gap that widens as training goes on says the data, not the steps, is what limits it."""
     from notelm.runs import open_run
-    from notelm.velocity import evaluate_velocity, pairs
+    from notelm.training.data import PairArray
+    from notelm.velocity import evaluate_velocity, evaluate_velocity_run
 
     r = open_run(run)
     step = r.metrics["global_step"]
-    valid = CURVE / f"compared-{step}.json"
-    if not valid.is_file():
-        raise SystemExit(f"{valid}: no validation figures at step {step} (bench/velocity_compared.sh writes them)")
-    valid_row = json.loads(valid.read_text())["rows"][0]
-    encoding, model = r.encoding(), r.model(dtype=torch.float32)
-    sources, targets, _ = pairs(encoding, load_corpus("maestro", ROOT).split("train")[::every])
+    curve = CURVE / f"compared-{step}.json"  # the compared run's validation figures at this step
+    saved = json.loads(curve.read_text()) if curve.is_file() else {}
+    if (HERE.parent / saved.get("run", "-")).resolve() == r.path.resolve():
+        valid_row = saved["rows"][0]
+    else:
+        valid_row = evaluate_velocity_run(r, corpus="maestro", root=ROOT, split="valid")["rows"][0]
+    data = PairArray(r.path / "data", "train")
+    sources, targets = zip(*(data.piece(i) for i in range(0, len(data), every)))
     t0 = time.perf_counter()
-    train = evaluate_velocity(model, sources, targets)
-    return {"run": run, "steps": step, "every": every, "seconds": round(time.perf_counter() - t0, 1),
+    train = evaluate_velocity(r.model(dtype=torch.float32), list(sources), list(targets))
+    return {"run": run, "steps": step, "best_step": r.metrics.get("best_step"), "every": every,
+            "training_pieces": len(data), "seconds": round(time.perf_counter() - t0, 1),
             "train": {"pieces": len(sources), **{k: train[k] for k in (*FIG, "notes")}},
             "valid": {k: valid_row[k] for k in FIG}}
 
@@ -419,7 +422,8 @@ def main() -> None:
         return
     if args.gap:
         gap = train_gap(args.gap, args.gap_every)
-        write_json(CURVE / f"gap-{gap['steps']}.json", gap)
+        own = Path(args.gap).name != "velocity-compared"  # another run's gap: its name in the file's
+        write_json(CURVE / f"gap-{gap['steps']}{'-' + Path(args.gap).name if own else ''}.json", gap)
         print(json.dumps(gap, indent=2))
     for run in args.data_run:
         row = data_run_row(run)
