@@ -44,6 +44,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from notelm.encodings.vocab import N_SPECIAL
+
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 ROOT = Path(os.environ.get("NOTELM_SHARED", HERE.parent.parent / "shared")) / "data" / "maestro-mini"
@@ -185,7 +187,6 @@ def t5_greedy(model, inputs: torch.Tensor, steps: int) -> np.ndarray:
 
 
 def evaluate_t5(model, sources, targets) -> dict[str, float]:
-    from notelm.encodings.vocab import N_SPECIAL
     from notelm.models.seq2seq import window_plan
     from notelm.velocity import velocity_figures
     from peers import t5
@@ -320,6 +321,29 @@ def runs_rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return rows, curve
 
 
+def original_loss(model, sources, targets) -> dict[str, float]:
+    """A model's validation loss in midi-translation's units beside our plain NLL, per note,
+    teacher-forced: its criterion (the Annotated Transformer's LabelSmoothing: KL divergence,
+    summed, over the ``tgt_vocab_size`` 129 = CLS + 128 velocities, the CLS column zeroed)
+    puts 0.9 on the true velocity and 0.1 / 127 on each other one, so it is
+    KL(q || p) = sum_c q_c (log q_c - log p_c) with p over the 128 velocities. Its 2.486 is this
+    averaged over batches of windows (REFERENCE §4)."""
+    import math
+
+    q_rest, q_true = 0.1 / 127, 0.9
+    entropy = -(q_true * math.log(q_true) + 127 * q_rest * math.log(q_rest))  # sum_c q_c log q_c = -entropy
+    kl, nll, n = 0.0, 0.0, 0
+    for z, t in zip(model.logits(sources, targets), targets):
+        logp = torch.log_softmax(z[:, N_SPECIAL: N_SPECIAL + 128].double(), -1)  # n 128
+        true = torch.as_tensor(np.asarray(t) - N_SPECIAL)
+        lp_true = logp.gather(1, true[:, None]).squeeze(1)
+        cross = q_true * -lp_true + q_rest * -(logp.sum(-1) - lp_true)
+        kl += float((cross - entropy).sum())
+        nll += float(-lp_true.sum())
+        n += len(true)
+    return {"original_loss": kl / n, "nll": nll / n, "notes": n}
+
+
 def train_gap(run: str, every: int) -> dict[str, Any]:
     """A run's figures on every ``every``-th of its own training performances (the ones stored
     in its ``data/``) beside its validation figures at the same step (its curve file, or
@@ -353,10 +377,15 @@ def data_run_row(run: str) -> dict[str, Any]:
     evaluated on the full validation split: its figures (the weights of its best validation loss,
     as `notelm evaluate` reads them), how much data and how many epochs it saw, and its
     validation-loss history (where the loss turns up says when the data ran out)."""
+    from notelm.corpora import load_corpus
+    from notelm.runs import open_run
     from notelm.training.data import PairArray, pair_windows
-    from notelm.velocity import evaluate_velocity_run
+    from notelm.velocity import evaluate_velocity_run, pairs
 
-    ev = evaluate_velocity_run(run, corpus="maestro", root=ROOT, split="valid")
+    r = open_run(run)
+    ev = evaluate_velocity_run(r, corpus="maestro", root=ROOT, split="valid")
+    sources, targets, _ = pairs(r.encoding(), load_corpus("maestro", ROOT).split("valid"))
+    losses = original_loss(r.model(dtype=torch.float32), sources, targets)
     run_path = Path(ev["run"])
     metrics, config = (json.loads((run_path / f).read_text()) for f in ("metrics.json", "config.json"))
     train = PairArray(run_path / "data", "train")
@@ -371,6 +400,7 @@ def data_run_row(run: str) -> dict[str, Any]:
             "detail": {"run": run, "training_pieces": len(train), "training_notes": train.n_tokens,
                        "windows": windows, "epochs": round(steps * batch / windows, 2),
                        "best_step": metrics["best_step"], "best_val_loss": metrics["best_val_loss"],
+                       "valid_nll": losses["nll"], "valid_original_loss": losses["original_loss"],
                        "val_history": metrics["val_history"], "notes": ev["notes"], "pieces": ev["pieces"],
                        "parameters": metrics["parameters"], "model": config["model"], "train": config["train"],
                        "encoding": config.get("encoding")}}
