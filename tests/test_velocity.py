@@ -291,3 +291,35 @@ def test_target_dropout_one_reads_no_velocity():
     targets = [rng.integers(N_SPECIAL, N_SPECIAL + 128, 30)]
     forced, free = model.logits(sources, targets)[0], model.logits(sources)[0]
     torch.testing.assert_close(forced, free, rtol=0, atol=1e-9)  # free-running equals teacher forcing
+
+
+def test_original_loss_is_midi_translations_smoothed_kl():
+    """bench_velocity.original_loss: zero for a model that predicts the smoothed target itself,
+    log 128 - H(q) for a uniform one (its 2.486 is in these units)."""
+    import math
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from bench_velocity import original_loss
+
+    class Fixed:  # logits over the specials and the 128 velocities, teacher-forced
+        def __init__(self, smoothed: bool) -> None:
+            self.smoothed = smoothed
+
+        def logits(self, sources, targets):
+            out = []
+            for t in targets:
+                z = torch.zeros(len(t), 4 + 128, dtype=torch.float64)
+                if self.smoothed:
+                    z[:, 4:] = math.log(0.1 / 127)
+                    z[torch.arange(len(t)), torch.as_tensor(t)] = math.log(0.9)
+                out.append(z)
+            return out
+
+    targets = [np.array([4, 70, 131]), np.array([50])]
+    exact = original_loss(Fixed(True), None, targets)
+    assert exact["original_loss"] == pytest.approx(0, abs=1e-12) and exact["nll"] == pytest.approx(-math.log(0.9))
+    entropy = -(0.9 * math.log(0.9) + 0.1 * math.log(0.1 / 127))
+    uniform = original_loss(Fixed(False), None, targets)
+    assert uniform["original_loss"] == pytest.approx(math.log(128) - entropy) and uniform["notes"] == 4
