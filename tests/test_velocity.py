@@ -310,14 +310,14 @@ def test_original_loss_is_midi_translations_smoothed_kl():
         def logits(self, sources, targets):
             out = []
             for t in targets:
-                z = torch.zeros(len(t), 4 + 128, dtype=torch.float64)
+                z = torch.zeros(len(t), N_SPECIAL + 128, dtype=torch.float64)
                 if self.smoothed:
-                    z[:, 4:] = math.log(0.1 / 127)
+                    z[:, N_SPECIAL:] = math.log(0.1 / 127)
                     z[torch.arange(len(t)), torch.as_tensor(t)] = math.log(0.9)
                 out.append(z)
             return out
 
-    targets = [np.array([4, 70, 131]), np.array([50])]
+    targets = [np.array([N_SPECIAL, 70, N_SPECIAL + 127]), np.array([50])]
     exact = original_loss(Fixed(True), None, targets)
     assert exact["original_loss"] == pytest.approx(0, abs=1e-12) and exact["nll"] == pytest.approx(-math.log(0.9))
     entropy = -(0.9 * math.log(0.9) + 0.1 * math.log(0.1 / 127))
