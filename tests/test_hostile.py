@@ -801,19 +801,44 @@ def test_internal_error_exit_status_in_a_real_process(world, tmp_path):
     assert r.code == 3 and len(r.err_lines) == 1 and "internal error: ZeroDivisionError" in r.err, r.err
 
 
+# The reader of each file made slow (0.3 s a file, Essen's 31 files then take 9 s or more) and
+# marking, in the file STARTED, that parsing has begun: Ctrl-C then comes in the middle of the
+# parse however fast the machine (a fixed sleep raced a fast machine's whole parse).
+SLOW_PARSE = """
+import functools, os, sys, time
+from pathlib import Path
+import notelm.corpora as c
+read = c._read_file
+@functools.wraps(read)
+def slow(job):
+    Path(os.environ["STARTED"]).touch()
+    time.sleep(0.3)
+    return read(job)
+c._read_file = slow
+sys.argv[0] = "notelm"
+from notelm.cli import main
+main()
+"""
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_ctrl_c_exits_130_with_one_line(tmp_path, workers):
     """SIGINT to the process group (as a terminal's Ctrl-C) in the middle of parsing all of
     Essen: exit 130, one line, no worker tracebacks, and promptly."""
-    p = subprocess.Popen([PY, "-m", "notelm", "data", "info", "essen", "--no-cache", "--workers", str(workers)],
+    started = tmp_path / "started"
+    p = subprocess.Popen([PY, "-c", SLOW_PARSE, "data", "info", "essen", "--no-cache", "--workers", str(workers)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                         env={**os.environ, "NOTELM_CACHE_DIR": str(tmp_path / "cache")},
+                         env={**os.environ, "NOTELM_CACHE_DIR": str(tmp_path / "cache"), "STARTED": str(started)},
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    time.sleep(2.5)
+    deadline = time.monotonic() + 60
+    while not started.exists() and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started.exists(), p.communicate()[1]
+    time.sleep(0.5)
     os.killpg(p.pid, signal.SIGINT)
     sent = time.monotonic()
     out, err = p.communicate(timeout=60)
-    assert time.monotonic() - sent < 10
+    assert time.monotonic() - sent < 5
     assert p.returncode == 130 and err.strip() == "notelm data info: interrupted", err
 
 
