@@ -903,18 +903,17 @@ def test_read_only_folder_is_refused_before_work(world, tmp_path):
 def test_a_worker_that_dies_fails_the_batch_in_one_line_instead_of_hanging(tmp_path):
     """A parsing process killed from outside (the OOM killer, a crashing parser): one line and
     exit 1, promptly — never a parent waiting for its result forever."""
-    p = subprocess.Popen([PY, "-m", "notelm", "data", "info", "essen", "--no-cache", "--workers", "2"],
+    started = tmp_path / "started"
+    p = subprocess.Popen([PY, "-c", SLOW_PARSE, "data", "info", "essen", "--no-cache", "--workers", "2"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env={**os.environ, "NOTELM_CACHE_DIR": str(tmp_path / "cache")})
+                         env={**os.environ, "NOTELM_CACHE_DIR": str(tmp_path / "cache"), "STARTED": str(started)})
     children: list[int] = []
     deadline = time.monotonic() + 60
-    while not children and time.monotonic() < deadline and p.poll() is None:
-        time.sleep(0.2)
+    while not (started.exists() and children) and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.05)
         with contextlib.suppress(OSError):
             children = [int(c) for c in Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()]
-    if not children:
-        p.kill()
-        pytest.skip("the parse finished before a worker could be stopped")
+    assert started.exists() and children, p.communicate()[1]
     os.kill(children[0], signal.SIGKILL)
     out, err = p.communicate(timeout=60)
     assert p.returncode == 1 and "Traceback" not in err and "died" in err and len(err.strip().splitlines()) == 1, err
