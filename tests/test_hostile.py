@@ -801,7 +801,7 @@ def test_internal_error_exit_status_in_a_real_process(world, tmp_path):
     assert r.code == 3 and len(r.err_lines) == 1 and "internal error: ZeroDivisionError" in r.err, r.err
 
 
-# The reader of each file made slow (0.3 s a file, Essen's 31 files then take 9 s or more) and
+# The reader of each file made slow (0.3 s a file: Essen's 31 files then take 4.5 s or more) and
 # marking, in the file STARTED, that parsing has begun: Ctrl-C then comes in the middle of the
 # parse however fast the machine (a fixed sleep raced a fast machine's whole parse).
 SLOW_PARSE = """
