@@ -33,6 +33,7 @@ Legend: b batch, n notes per window (128), v vocabulary.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -344,6 +345,15 @@ def original_loss(model, sources, targets) -> dict[str, float]:
     return {"original_loss": kl / n, "nll": nll / n, "notes": n}
 
 
+@functools.cache
+def valid_evaluation(run_path: Path) -> dict[str, Any]:
+    """A run's `evaluate_velocity_run` on maestro-mini's validation split, once per run however
+    many rows (--gap, --data-run) ask for it."""
+    from notelm.velocity import evaluate_velocity_run
+
+    return evaluate_velocity_run(run_path, corpus="maestro", root=ROOT, split="valid")
+
+
 def train_gap(run: str, every: int) -> dict[str, Any]:
     """A run's figures on every ``every``-th of its own training performances (the ones stored
     in its ``data/``) beside its validation figures at the same step (its curve file, or
@@ -351,7 +361,7 @@ def train_gap(run: str, every: int) -> dict[str, Any]:
     ones. A gap that widens as training goes on says the data, not the steps, is what limits it."""
     from notelm.runs import open_run
     from notelm.training.data import PairArray
-    from notelm.velocity import evaluate_velocity, evaluate_velocity_run
+    from notelm.velocity import evaluate_velocity
 
     r = open_run(run)
     step = r.metrics["global_step"]
@@ -360,7 +370,7 @@ def train_gap(run: str, every: int) -> dict[str, Any]:
     if (HERE.parent / saved.get("run", "-")).resolve() == r.path.resolve():
         valid_row = saved["rows"][0]
     else:
-        valid_row = evaluate_velocity_run(r, corpus="maestro", root=ROOT, split="valid")["rows"][0]
+        valid_row = valid_evaluation(r.path.resolve())["rows"][0]
     data = PairArray(r.path / "data", "train")
     sources, targets = zip(*(data.piece(i) for i in range(0, len(data), every)))
     t0 = time.perf_counter()
@@ -380,15 +390,14 @@ def data_run_row(run: str) -> dict[str, Any]:
     from notelm.corpora import load_corpus
     from notelm.runs import open_run
     from notelm.training.data import PairArray, pair_windows
-    from notelm.velocity import evaluate_velocity_run, pairs
+    from notelm.velocity import pairs
 
     r = open_run(run)
-    ev = evaluate_velocity_run(r, corpus="maestro", root=ROOT, split="valid")
+    ev = valid_evaluation(r.path.resolve())
     sources, targets, _ = pairs(r.encoding(), load_corpus("maestro", ROOT).split("valid"))
     losses = original_loss(r.model(dtype=torch.float32), sources, targets)
-    run_path = Path(ev["run"])
-    metrics, config = (json.loads((run_path / f).read_text()) for f in ("metrics.json", "config.json"))
-    train = PairArray(run_path / "data", "train")
+    metrics, config = r.metrics, r.config
+    train = PairArray(r.path / "data", "train")
     step = config["train"]["window_step"]
     windows = sum(len(pair_windows(int(b - a), WINDOW, step, cover=False))
                   for a, b in zip(train.offsets[:-1], train.offsets[1:]))
